@@ -1,0 +1,106 @@
+"""The page cache: key names, the cache-mode switch, look-aside reads and invalidation.
+
+All of the site's memcached traffic goes through this module, so LAB_CACHE_MODE is
+decided in exactly one place: _store().
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import caches
+from pymemcache.exceptions import MemcacheError
+
+log = logging.getLogger(__name__)
+
+# Bump when what is cached changes shape: entries written by older code are then never read.
+SCHEMA = 1
+PREFIX = f"lab:v{SCHEMA}:"
+# Writes invalidate explicitly; the TTL only bounds the life of an entry whose delete was lost.
+PAGE_TTL = 3600
+# What a dead or slow memcached raises; the page is then served from PostgreSQL instead.
+CACHE_ERRORS = (OSError, MemcacheError)
+
+# The one mode switch: which CACHES alias serves pages. "leases" is "shared" for now.
+_ALIAS_BY_MODE = {"off": None, "local": "local", "shared": "default", "leases": "default"}
+
+
+def product_key(product_id):
+    return f"{PREFIX}product:{int(product_id)}"
+
+
+def category_key(category_id):
+    return f"{PREFIX}category:{int(category_id)}"
+
+
+def memcached_key(key, key_prefix, version):
+    """CACHES KEY_FUNCTION: our keys carry their own version, so memcached sees them as is."""
+    return key
+
+
+@dataclass(frozen=True)
+class Page:
+    """A rendered page as cached: a HIT sends it without touching a template."""
+
+    body: bytes
+    headers: dict = field(default_factory=dict)
+
+
+def _store():
+    alias = _ALIAS_BY_MODE[settings.LAB_CACHE_MODE]
+    return None if alias is None else caches[alias]
+
+
+def look_aside(key, build, bypass=False):
+    """Return (page, "HIT" | "MISS" | "BYPASS"); build() makes the page from PostgreSQL."""
+    store = None if bypass else _store()
+    if store is None:
+        return build(), "BYPASS"
+    cached = _get(store, key)
+    if cached is not None:
+        return Page(*cached), "HIT"
+    page = build()
+    _set(store, key, page)
+    return page, "MISS"
+
+
+def invalidate(keys):
+    """Delete exactly these keys from the cache the mode uses (none when it is off)."""
+    store = _store()
+    if store is None:
+        return
+    try:
+        store.delete_many(keys)
+    except CACHE_ERRORS as error:
+        log.error("cache: invalidating %s failed, stale for up to %ss: %s", keys, PAGE_TTL, error)
+
+
+def clear_all():
+    """Empty every app server's memcached (after a reseed, whatever the mode)."""
+    caches["default"].clear()
+
+
+def ping():
+    """One round trip to this node's own memcached; raise if it does not answer."""
+    store = caches["local"]
+    key, token = f"{PREFIX}health:{settings.LAB_NODE}", time.time_ns()
+    store.set(key, token, timeout=60)
+    if store.get(key) != token:
+        raise MemcacheError("set then get did not return the value")
+
+
+def _get(store, key):
+    try:
+        return store.get(key)
+    except CACHE_ERRORS as error:
+        log.warning("cache: get %s failed, reading PostgreSQL: %s", key, error)
+        return None
+
+
+def _set(store, key, page):
+    try:
+        # A plain tuple, not the Page class: unpickling never depends on this module's code.
+        store.set(key, (page.body, page.headers), timeout=PAGE_TTL)
+    except CACHE_ERRORS as error:
+        log.warning("cache: set %s failed: %s", key, error)

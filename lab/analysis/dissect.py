@@ -1,0 +1,164 @@
+"""Hand dissection of link, IP and TCP headers: only the fields the analysis needs.
+
+A frame becomes one tuple (see ``tcp_segments``); anything that is not TCP over IPv4/IPv6
+is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})
+TCP = 6
+IPV6_FRAGMENT = 44
+IPV6_AH = 51
+IPV6_SKIPPABLE = frozenset({0, 43, 60, 135, 139, 140, 253, 254})  # hop-by-hop, routing, ...
+
+_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from  # ver/ihl, length, frag, proto, src, dst
+_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from  # payload length, next header, src, dst
+_tcp = struct.Struct("!HHIIBB").unpack_from  # ports, seq, ack, data offset, flags
+_ushort = struct.Struct("!H").unpack_from
+
+NOT_IP = -1
+
+
+@dataclass
+class DissectCounts:
+    """Frames the analysis could not use, by reason: reported, never fatal."""
+
+    not_ip: int = 0
+    not_tcp: int = 0
+    ip_fragments: int = 0
+    too_short: int = 0
+    cut_by_snaplen: int = 0
+    frames: int = 0
+    unknown_link_types: frozenset[int] = frozenset()
+
+
+def _ethernet(data: bytes) -> int:
+    ethertype = (data[12] << 8) | data[13]
+    offset = 14
+    while ethertype in VLAN_ETHERTYPES:  # 802.1Q / QinQ tags are 4 bytes each
+        ethertype = (data[offset + 2] << 8) | data[offset + 3]
+        offset += 4
+    return offset if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else NOT_IP
+
+
+def _linux_sll(data: bytes) -> int:
+    return 16 if _ushort(data, 14)[0] in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else NOT_IP
+
+
+def _linux_sll2(data: bytes) -> int:
+    return 20 if _ushort(data, 0)[0] in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) else NOT_IP
+
+
+def _raw_ip(data: bytes) -> int:
+    return 0
+
+
+def _loopback(data: bytes) -> int:
+    # The 4-byte address family is in the capturing host's byte order: trust the IP version.
+    return 4 if data[4] >> 4 in (4, 6) else NOT_IP
+
+
+LINK_DECODERS: dict[int, Callable[[bytes], int]] = {
+    0: _loopback,
+    1: _ethernet,
+    12: _raw_ip,
+    14: _raw_ip,
+    101: _raw_ip,
+    108: _loopback,
+    113: _linux_sll,
+    228: _raw_ip,
+    229: _raw_ip,
+    276: _linux_sll2,
+}
+
+
+def _skip_ipv6_extensions(data: bytes, offset: int, next_header: int) -> tuple[int, int]:
+    """Return (offset, protocol) after the extension headers; protocol -1 for a fragment."""
+    while True:
+        if next_header in IPV6_SKIPPABLE:
+            next_header, length = data[offset], (data[offset + 1] + 1) * 8
+        elif next_header == IPV6_AH:
+            next_header, length = data[offset], (data[offset + 1] + 2) * 4
+        elif next_header == IPV6_FRAGMENT:
+            if _ushort(data, offset + 2)[0] & 0xFFF9:  # offset or more-fragments set
+                return offset, -1
+            next_header, length = data[offset], 8  # an atomic fragment is whole
+        else:
+            return offset, next_header
+        offset += length
+
+
+def tcp_segments(
+    frames: Iterable[tuple[float, int, bytes]], counts: DissectCounts
+) -> Iterator[tuple]:
+    """Yield (frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing).
+
+    src/dst are packed addresses (4 or 16 bytes); ``missing`` is how many payload bytes
+    the snapshot length cut off. Kept as one flat loop: it runs once per frame.
+    """
+    not_ip = not_tcp = fragments = too_short = cut = 0
+    unknown: set[int] = set()
+    last_link_type, decode = None, None
+    frame = 0
+    try:
+        for frame, (ts, link_type, data) in enumerate(frames, 1):
+            if link_type != last_link_type:
+                last_link_type, decode = link_type, LINK_DECODERS.get(link_type)
+            if decode is None:
+                unknown.add(link_type)
+                continue
+            try:
+                offset = decode(data)
+                if offset < 0:
+                    not_ip += 1
+                    continue
+                version = data[offset] >> 4
+                if version == 4:
+                    ver_ihl, length, frag, proto, src, dst = _ipv4(data, offset)
+                    if proto != TCP:
+                        not_tcp += 1
+                        continue
+                    if frag & 0x3FFF:  # more-fragments flag or an offset: not reassembled
+                        fragments += 1
+                        continue
+                    l4 = offset + (ver_ihl & 15) * 4
+                    # length 0 is what TSO captures show for large segments
+                    end = offset + length if length else len(data)
+                elif version == 6:
+                    length, proto, src, dst = _ipv6(data, offset)
+                    l4 = offset + 40
+                    end = l4 + length if length else len(data)
+                    if proto != TCP:
+                        l4, proto = _skip_ipv6_extensions(data, l4, proto)
+                        if proto != TCP:
+                            fragments += proto == -1
+                            not_tcp += proto != -1
+                            continue
+                else:
+                    not_ip += 1
+                    continue
+                sport, dport, seq, ack, data_offset, flags = _tcp(data, l4)
+            except (struct.error, IndexError):
+                too_short += 1
+                continue
+            start = l4 + (data_offset >> 4) * 4
+            if end < start:  # a bogus IP length shorter than the headers
+                too_short += 1
+                continue
+            payload = data[start:end]
+            missing = end - start - len(payload)
+            if missing:
+                cut += 1
+            yield frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing
+    finally:
+        counts.not_ip, counts.not_tcp, counts.ip_fragments = not_ip, not_tcp, fragments
+        counts.too_short, counts.cut_by_snaplen = too_short, cut
+        counts.unknown_link_types = frozenset(unknown)
+        counts.frames = frame

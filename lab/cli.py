@@ -1,0 +1,82 @@
+"""What the fab tasks do, kept out of the fabfile: each function takes plain arguments,
+prints for a person (rich) or for a program (--json), and raises LabError for anything
+the user can fix."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+from invoke.exceptions import Exit
+from rich.console import Console
+from rich.table import Table
+
+from lab import health, lifecycle, paths, topology
+from lab.errors import LabError
+
+console = Console(highlight=False)
+
+
+def one_line_errors(fn):
+    """A LabError becomes one line on stderr and exit status 1: no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LabError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+
+    return wrapper
+
+
+def load_topology() -> topology.Topology:
+    return topology.load(os.environ.get("LAB_TOPOLOGY", topology.DEFAULT_PATH))
+
+
+def up(cache: str) -> None:
+    topo = load_topology()
+    seconds = lifecycle.up(topo, cache_mode=cache, say=console.print)
+    report = health.check(topo)
+    show_status(report)
+    if not all(n.healthy for n in report):
+        raise LabError("the lab came up unhealthy: see the table above and the logs under "
+                       f"{paths.NODES}/<node>/log")
+    console.print(f"[bold green]lab up[/] in {seconds:.1f} s (cache mode {cache})")
+
+
+def down() -> None:
+    lifecycle.down(say=console.print)
+
+
+def status(as_json: bool) -> None:
+    report = health.check(load_topology())
+    if as_json:
+        print(json.dumps(health.as_json(report), indent=1))
+    else:
+        show_status(report)
+    if not all(n.healthy for n in report):
+        sys.exit(1)
+
+
+def show_status(report: list[health.NodeHealth]) -> None:
+    table = Table(title="lab nodes")
+    for column in ("node", "role", "address", "services", "healthy"):
+        table.add_column(column)
+    for node in report:
+        services = ", ".join(f"{k} {'ok' if v == 'ok' else '[red]' + v + '[/]'}"
+                             for k, v in node.services.items())
+        table.add_row(node.name, node.role, node.address, services,
+                      "[green]yes[/]" if node.healthy else "[red]no[/]")
+    console.print(table)
+
+
+def shell(node_name: str) -> None:
+    node = load_topology().node(node_name)
+    if node.namespace not in __import__("lab.netns").netns.namespaces():
+        raise LabError(f"node {node_name} has no namespace: is the lab up? (fab up)")
+    shell_path = os.environ.get("SHELL", "/bin/bash")
+    env = dict(os.environ, PS1=f"({node.name} {node.address}) \\w# ")
+    os.execvpe("ip", ["ip", "netns", "exec", node.namespace, shell_path], env)

@@ -1,0 +1,84 @@
+"""fab up / fab down: build the lab from the topology, or remove every trace of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+
+from lab import netns, paths, provision
+from lab.errors import LabError
+from lab.record import Record
+from lab.topology import Topology
+
+# The daemons' pid files under a node's state directory and the signal that stops each
+# cleanly (PostgreSQL: SIGINT is its fast shutdown; SIGTERM would wait for every client).
+PIDFILES = {
+    "nginx/nginx.pid": signal.SIGQUIT,
+    "run/apache.pid": signal.SIGTERM,
+    "run/memcached/memcached.pid": signal.SIGTERM,
+    "pgdata/postmaster.pid": signal.SIGINT,
+}
+
+
+def up(topo: Topology, cache_mode: str = "leases", say=print) -> float:
+    """Bring the lab up; returns the seconds it took. A leftover lab is removed first."""
+    if cache_mode not in provision.CACHE_MODES:
+        raise LabError(f"--cache {cache_mode!r}: choose one of {', '.join(provision.CACHE_MODES)}")
+    check_root()
+    start = time.monotonic()
+    if paths.RECORD.exists() or paths.STATE.exists():
+        say("a previous lab is still here: taking it down first")
+        down(say=say)
+    record = Record()
+    netns.create(topo, record)
+    say(f"network: {len(topo.nodes)} namespaces on bridge {topo.bridge}, guard route "
+        f"for {topo.subnet}")
+    provision.write_secrets(paths.SECRETS)
+    save_settings({"cache_mode": cache_mode, "topology": str(topo.path)})
+    provision.provision_all(topo, cache_mode, say=say)
+    return time.monotonic() - start
+
+
+def down(say=print) -> None:
+    """Stop every lab process (by PID, only those in lab namespaces), then remove the
+    namespaces, links, bridge, guard route and state. Safe to run any number of times."""
+    check_root()
+    record = Record()
+    for ns in reversed(record.get("namespace")):
+        netns.stop_processes(ns, daemon_pids(ns))
+    netns.destroy(record)
+    if paths.STATE.exists():
+        shutil.rmtree(paths.STATE)
+    say("lab is down: no namespace, link, route, process or state left")
+
+
+def daemon_pids(namespace: str) -> dict[int, int]:
+    node_dir = paths.NODES / namespace.removeprefix("lab-")
+    pids = {}
+    for relative, sig in PIDFILES.items():
+        try:
+            pids[int((node_dir / relative).read_text().split()[0])] = sig
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def check_root() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        raise LabError("the local lab makes network namespaces: run as root (sudo fab ...)")
+
+
+def save_settings(settings: dict) -> None:
+    paths.STATE.mkdir(parents=True, exist_ok=True)
+    paths.LAB_SETTINGS.write_text(json.dumps(settings))
+
+
+def settings() -> dict:
+    try:
+        return json.loads(paths.LAB_SETTINGS.read_text())
+    except (OSError, ValueError):
+        raise LabError("the lab is not up: run 'fab up' first") from None
