@@ -8,12 +8,13 @@ import functools
 import json
 import os
 import sys
+import time
 
 from invoke.exceptions import Exit
 from rich.console import Console
 from rich.table import Table
 
-from lab import health, lifecycle, paths, topology
+from lab import health, paths, targets, topology
 from lab.errors import LabError
 
 console = Console(highlight=False)
@@ -36,10 +37,12 @@ def load_topology() -> topology.Topology:
     return topology.load(os.environ.get("LAB_TOPOLOGY", topology.DEFAULT_PATH))
 
 
-def up(cache: str) -> None:
-    topo = load_topology()
-    seconds = lifecycle.up(topo, cache_mode=cache, say=console.print)
-    report = health.check(topo)
+def up(cache: str, target: str | None) -> None:
+    chosen = targets.get(load_topology(), target)
+    start = time.monotonic()
+    chosen.up(cache, say=console.print)
+    seconds = time.monotonic() - start
+    report = health.check(chosen)
     show_status(report)
     if not all(n.healthy for n in report):
         raise LabError("the lab came up unhealthy: see the table above and the logs under "
@@ -47,12 +50,12 @@ def up(cache: str) -> None:
     console.print(f"[bold green]lab up[/] in {seconds:.1f} s (cache mode {cache})")
 
 
-def down() -> None:
-    lifecycle.down(say=console.print)
+def down(target: str | None) -> None:
+    targets.get(load_topology(), target).down(say=console.print)
 
 
-def status(as_json: bool) -> None:
-    report = health.check(load_topology())
+def status(as_json: bool, target: str | None) -> None:
+    report = health.check(targets.get(load_topology(), target))
     if as_json:
         print(json.dumps(health.as_json(report), indent=1))
     else:
@@ -80,3 +83,45 @@ def shell(node_name: str) -> None:
     shell_path = os.environ.get("SHELL", "/bin/bash")
     env = dict(os.environ, PS1=f"({node.name} {node.address}) \\w# ")
     os.execvpe("ip", ["ip", "netns", "exec", node.namespace, shell_path], env)
+
+
+def stats(target: str | None) -> None:
+    from lab import stats as lab_stats
+
+    snap = lab_stats.snapshot(targets.get(load_topology(), target))
+    show_stats(snap, title="memcached (since each server started)")
+
+
+def show_stats(snap, title: str) -> None:
+    from lab.stats import MEMCACHED_FIELDS, hit_ratio
+
+    table = Table(title=title)
+    table.add_column("server")
+    for field in (*MEMCACHED_FIELDS[:4], "hit ratio"):
+        table.add_column(field, justify="right")
+    for name, stats in snap.memcached.items():
+        if "error" in stats:
+            table.add_row(name, f"[red]{stats['error']}[/]")
+            continue
+        ratio = hit_ratio(stats)
+        table.add_row(name, *(str(stats[f]) for f in MEMCACHED_FIELDS[:4]),
+                      "-" if ratio is None else f"{ratio:.1%}")
+    console.print(table)
+    pg = snap.postgres
+    if not pg.get("ok"):
+        console.print(f"[red]PostgreSQL: {pg.get('error')}[/]")
+        return
+    table = Table(title="PostgreSQL (database lab)")
+    for column in ("transactions", "rows returned", "rows fetched", "statements"):
+        table.add_column(column, justify="right")
+    table.add_row(str(pg["transactions"]), str(pg["rows_returned"]), str(pg["rows_fetched"]),
+                  str(pg["statements"]))
+    console.print(table)
+
+
+def demo(target: str | None) -> None:
+    from lab import demo as lab_demo
+
+    chosen = targets.get(load_topology(), target)
+    show_status(health.check(chosen))
+    lab_demo.run(chosen, console)

@@ -6,11 +6,12 @@ are checked from the first app server, the only kind of node they admit.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
-from lab import netns, paths
+from lab import paths
+from lab.errors import LabError
 from lab.probing import probe
+from lab.targets import Target
 from lab.topology import Topology
 
 
@@ -23,19 +24,22 @@ class NodeHealth:
     services: dict[str, str] = field(default_factory=dict)  # service -> "ok" or the problem
 
 
-def check(topo: Topology) -> list[NodeHealth]:
-    present = netns.namespaces()
-    if topo.client.namespace not in present:
-        return [NodeHealth(n.name, n.role, n.address, False, {"namespace": "missing"})
+def check(target: Target) -> list[NodeHealth]:
+    topo = target.topo
+    try:
+        http = {r["url"]: r for r in probe(target, target.traffic_node(), *health_urls(topo))}
+        backend = topo.apps[0]
+        mc = {r["server"]: r
+              for r in probe(target, backend, "memcached", *topo.memcached_servers())}
+        db = probe(target, backend, "postgres", topo.db.address, str(topo.ports.postgres),
+                   extra_env=db_password())
+    except LabError as exc:
+        return [NodeHealth(n.name, n.role, n.address, False, {"lab": str(exc)})
                 for n in topo.nodes]
-    http = {r["url"]: r for r in probe(topo.client, *health_urls(topo))}
-    backend = topo.apps[0]
-    mc = {r["server"]: r for r in probe(backend, "memcached", *topo.memcached_servers())}
-    db = probe(backend, "postgres", topo.db.address, str(topo.ports.postgres), env=db_env())
 
     report = []
     for node in topo.nodes:
-        services = {"namespace": "ok" if node.namespace in present else "missing"}
+        services = {}
         if node.role == "app":
             services["apache"] = http_problem(http[app_url(topo, node)], node.name)
             services["memcached"] = mc_problem(mc[f"{node.address}:{topo.ports.memcached}"])
@@ -43,7 +47,7 @@ def check(topo: Topology) -> list[NodeHealth]:
             services["nginx"] = http_problem(http[balancer_url(topo)], None)
         elif node.role == "db":
             services["postgres"] = "ok" if db["ok"] else db["error"]
-        healthy = all(v == "ok" for v in services.values())
+        healthy = all(v == "ok" for v in services.values()) and node_up(target, node)
         report.append(NodeHealth(node.name, node.role, node.address, healthy, services))
     return report
 
@@ -72,14 +76,25 @@ def mc_problem(result: dict) -> str:
     return "ok" if result["ok"] else result["error"]
 
 
-def db_env() -> dict[str, str]:
-    """The probe's environment, plus the DB password from the lab's secrets file."""
-    env = dict(os.environ)
-    for line in paths.SECRETS.read_text().splitlines():
+def node_up(target: Target, node) -> bool:
+    """The node itself answers (its namespace exists, or its VM accepts commands)."""
+    try:
+        return target.run(node, ["true"], timeout=30).returncode == 0
+    except LabError:
+        return False
+
+
+def db_password() -> dict[str, str]:
+    """The DB password from the lab's secrets file, for the probe's connection."""
+    try:
+        lines = paths.SECRETS.read_text().splitlines()
+    except OSError:
+        raise LabError(f"no secrets file {paths.SECRETS}: is the lab up? (fab up)") from None
+    for line in lines:
         key, _, value = line.partition("=")
         if key == "LAB_DB_PASSWORD":
-            env[key] = value
-    return env
+            return {key: value}
+    raise LabError(f"{paths.SECRETS} has no LAB_DB_PASSWORD: run 'fab up' again")
 
 
 def as_json(report: list[NodeHealth]) -> dict:

@@ -9,6 +9,7 @@ fail at once instead of leaving the machine by the default route.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,10 +125,8 @@ def wait_some(namespace: str, watched: dict[int, int]) -> bool:
 
 
 def send(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def destroy(record: Record) -> None:
@@ -135,12 +134,13 @@ def destroy(record: Record) -> None:
     for ns in record.get("namespace"):
         if ns in namespaces():
             ip("netns", "del", ns)
-    for link in record.get("link"):
+    # Deleting a namespace takes its end of each veth pair, and the kernel then removes
+    # our end on its own, a moment later: delete what is left, tolerating that race.
+    for link in record.get("link") + record.get("bridge"):
         if link_exists(link):
-            ip("link", "del", link)
-    for bridge in record.get("bridge"):
-        if link_exists(bridge):
-            ip("link", "del", bridge)
+            ip("link", "del", link, check=False)
+        if link_exists(link):
+            raise LabError(f"could not delete link {link}: see 'ip link show {link}'")
     for route in record.get("route"):
         while ip("route", "del", *route.split(), check=False).returncode == 0:
             pass

@@ -2,6 +2,7 @@
 so every packet they send starts and ends in the lab. Each prints one JSON document.
 
     python -m lab.probe http URL...                 status, X-Served-By, X-Cache of each
+    python -m lab.probe post URL FIELD=VALUE...     a form POST (the site's write API)
     python -m lab.probe memcached HOST:PORT...      'stats' of each server
     python -m lab.probe postgres HOST PORT          pg_stat_database and statement counts
 """
@@ -14,13 +15,15 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
-def http(url: str, timeout: float = 3.0) -> dict:
+def http(url: str, timeout: float = 3.0, form: dict[str, str] | None = None) -> dict:
     start = time.perf_counter()
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, data=data, timeout=timeout) as response:
             status, headers, body = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         status, headers, body = exc.code, exc.headers, exc.read()
@@ -34,7 +37,8 @@ def http(url: str, timeout: float = 3.0) -> dict:
         "cache": headers.get("X-Cache"),
         "request_id": headers.get("X-Request-ID"),
         "ms": round((time.perf_counter() - start) * 1000, 2),
-        "body": body[:200].decode("utf-8", "replace"),
+        "version": headers.get("X-Product-Version"),
+        "body": body[:2000].decode("utf-8", "replace"),
     }
 
 
@@ -83,6 +87,8 @@ def main(argv: list[str]) -> int:
     kind, args = argv[0], argv[1:]
     if kind == "http":
         result = [http(url) for url in args]
+    elif kind == "post":
+        result = http(args[0], form=dict(arg.split("=", 1) for arg in args[1:]))
     elif kind == "memcached":
         result = [memcached_stats(server) for server in args]
     elif kind == "postgres":

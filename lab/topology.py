@@ -129,6 +129,7 @@ class _Parser:
 
     def __init__(self, path: Path):
         self.path = path
+        self.fields: list[tuple[str, Node]] = []  # each node with its place in the file
 
     def fail(self, field: str, problem: str) -> TopologyError:
         return TopologyError(f"{self.path.name}: {field}: {problem}")
@@ -204,7 +205,9 @@ class _Parser:
         if address not in subnet or address in (subnet.network_address,
                                                 subnet.broadcast_address):
             raise self.fail(f"{field}.address", f"{address} is not a host address in {subnet}")
-        return Node(name=name, role=role, address=str(address))
+        parsed = Node(name=name, role=role, address=str(address))
+        self.fields.append((field, parsed))
+        return parsed
 
     def sizes(self, raw) -> dict[str, Size]:
         sizes = self.mapping(raw, "sizes", {"balancer", "app", "db"})
@@ -235,13 +238,13 @@ class _Parser:
         return Site(products=products, categories=categories)
 
     def unique(self, topo: Topology) -> None:
-        seen_names: dict[str, str] = {}
-        seen_addresses: dict[str, str] = {}
-        for node in topo.nodes:
-            if node.name in seen_names:
-                raise self.fail(f"{node.name}", "node name used twice")
-            if node.address in seen_addresses:
-                raise self.fail(f"{node.name}.address",
-                                f"{node.address} is already {seen_addresses[node.address]}'s")
-            seen_names[node.name] = node.role
-            seen_addresses[node.address] = node.name
+        names: dict[str, str] = {}
+        addresses: dict[str, str] = {}
+        for field, node in self.fields:
+            if node.name in names:
+                raise self.fail(f"{field}.name", f"{node.name} is used twice")
+            if node.address in addresses:
+                raise self.fail(f"{field}.address",
+                                f"{node.address} is already {addresses[node.address]}'s")
+            names[node.name] = field
+            addresses[node.address] = node.name

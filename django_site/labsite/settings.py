@@ -52,7 +52,7 @@ DATABASES = {
 # PostgreSQL (catalogue/cache.py). Keys are used verbatim (KEY_FUNCTION) so the lab's
 # tools can find an entry on the wire with the name from catalogue.cache.product_key().
 _MEMCACHED = {
-    "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+    "BACKEND": "catalogue.cache.MemcachedCache",
     "KEY_FUNCTION": "catalogue.cache.memcached_key",
     "OPTIONS": {"connect_timeout": 0.5, "timeout": 0.5},
 }

@@ -104,7 +104,9 @@ class CaptureFile:
                 count += 1
                 self._good_end = tell()
                 if len(data) < meta.caplen and len(data) < MAX_FRAME:
-                    self.truncated = f"frame {count} is cut short ({len(data)} of {meta.caplen} bytes)"
+                    self.truncated = (
+                        f"frame {count} is cut short ({len(data)} of {meta.caplen} bytes)"
+                    )
                 yield meta.sec + meta.usec * scale, link_type, data
         finally:
             self.frames_read = count
@@ -189,7 +191,9 @@ def _format_of(path: str, head: bytes) -> str:
             )
         return "pcapng"
     shown = head[:8].hex(" ")
-    raise CaptureError(f"{path} is not a pcap or pcapng capture (it starts with {shown}): {FIX_HINT}")
+    raise CaptureError(
+        f"{path} is not a pcap or pcapng capture (it starts with {shown}): {FIX_HINT}"
+    )
 
 
 def _open_reader(path: str, file_format: str) -> RawPcapReader:

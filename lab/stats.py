@@ -1,0 +1,54 @@
+"""fab stats: the reference article's "memcached hit counts" screen, plus what PostgreSQL
+did. Read from the first app server (memcached and PostgreSQL admit only app servers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.health import db_password
+from lab.probing import probe
+from lab.targets import Target
+
+MEMCACHED_FIELDS = ("get_hits", "get_misses", "curr_items", "evictions", "cmd_get",
+                    "cmd_set", "delete_hits", "curr_connections")
+
+
+@dataclass
+class Snapshot:
+    memcached: dict[str, dict]  # node name -> memcached stats (or {"error": ...})
+    postgres: dict              # pg_stat_database totals for the lab database
+
+
+def snapshot(target: Target) -> Snapshot:
+    topo = target.topo
+    backend = topo.apps[0]
+    servers = probe(target, backend, "memcached", *topo.memcached_servers())
+    memcached = {}
+    for app, result in zip(topo.apps, servers, strict=True):
+        memcached[app.name] = result["stats"] if result["ok"] else {"error": result["error"]}
+    postgres = probe(target, backend, "postgres", topo.db.address, str(topo.ports.postgres),
+                     extra_env=db_password())
+    return Snapshot(memcached=memcached, postgres=postgres)
+
+
+def difference(before: Snapshot, after: Snapshot) -> Snapshot:
+    """What happened between two snapshots (counters subtracted; gauges as after)."""
+    memcached = {}
+    for name, stats in after.memcached.items():
+        old = before.memcached.get(name, {})
+        if "error" in stats or "error" in old:
+            memcached[name] = stats
+            continue
+        memcached[name] = {k: stats[k] - old.get(k, 0) if k not in ("curr_items",
+                           "curr_connections") else stats[k]
+                           for k in MEMCACHED_FIELDS}
+    postgres = dict(after.postgres)
+    if after.postgres.get("ok") and before.postgres.get("ok"):
+        for key in ("transactions", "rows_returned", "rows_fetched", "statements"):
+            postgres[key] = after.postgres[key] - before.postgres[key]
+    return Snapshot(memcached=memcached, postgres=postgres)
+
+
+def hit_ratio(stats: dict) -> float | None:
+    gets = stats.get("get_hits", 0) + stats.get("get_misses", 0)
+    return stats.get("get_hits", 0) / gets if gets else None
