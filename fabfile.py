@@ -55,3 +55,40 @@ def stats(c, target=None):
 def demo(c, target=None):
     """Show the lab working: status, the round-robin rotation, a MISS then a HIT."""
     cli.demo(target)
+
+
+@task(help={
+    "requests": "send N requests in all", "duration": "or send for S seconds",
+    "concurrency": "connections at once (default 16; 1 = sequential, strict rotation)",
+    "rate": "fixed arrival rate, requests/s (latency from the intended send time)",
+    "workload": "product (default), category, trivial, uncached, nginx",
+    "label": "name in the capture's file name", "no_capture": "skip the packet capture",
+    "processes": "load generator processes (default: one per core)", "target": TARGET})
+@cli.one_line_errors
+def loadtest(c, requests=None, duration=None, concurrency=16, rate=None, workload="product",
+             label="loadtest", no_capture=False, processes=0, target=None):
+    """Drive traffic from the client node, capture it on the balancer, judge it."""
+    from lab.traffic.loadtest import Options
+
+    if requests is None and duration is None:
+        duration = 10
+    opts = Options(workload=workload, requests=cli.number(requests, int, "--requests"),
+                   duration=cli.number(duration, float, "--duration"),
+                   concurrency=cli.number(concurrency, int, "--concurrency"),
+                   rate=cli.number(rate, float, "--rate"), label=label,
+                   capture=not no_capture, processes=cli.number(processes, int, "--processes"))
+    cli.loadtest(opts, target)
+
+
+@task(help={"pcap": "a pcap or pcapng file (ours, tcpdump's or Wireshark's)",
+            "json": "print one JSON object", "flow": "show the first N exchanges as a flow",
+            "png": "draw the flow diagram into this PNG file",
+            "traffic": "sequential or concurrent (default: detected from the capture)"})
+@cli.one_line_errors
+def analyse(c, pcap, json=False, flow=0, png=None, traffic=None):
+    """Prove from a capture what the balancer did: rotation, balance, upstream times."""
+    from invoke.exceptions import Exit
+
+    code = cli.analyse(pcap, json, cli.number(flow, int, "--flow"), png, traffic)
+    if code:
+        raise Exit(code=code)

@@ -125,3 +125,53 @@ def demo(target: str | None) -> None:
     chosen = targets.get(load_topology(), target)
     show_status(health.check(chosen))
     lab_demo.run(chosen, console)
+
+
+def loadtest(opts, target: str | None) -> None:
+    from lab.traffic import loadtest as lt
+    from lab.traffic import report
+
+    chosen = targets.get(load_topology(), target)
+    result, stem = lt.run(chosen, opts, say=console.print)
+    report.show(result, console)
+    report.plot(result, stem.with_suffix(".png"))
+    if "analysis" in result:
+        from lab.analysis.render import verdict_text
+
+        console.print(verdict_text_from(result["analysis"], verdict_text))
+    shown = [stem.with_suffix(s).name for s in (".pcap", ".json", ".png")
+             if stem.with_suffix(s).exists()]
+    console.print(f"saved in {paths.CAPTURES.name}/: {', '.join(shown)}")
+    if result["failures"]:
+        raise LabError("the run failed: " + "; ".join(result["failures"]))
+    console.print("[bold green]loadtest passed[/]")
+
+
+def verdict_text_from(analysis: dict, _render) -> str:
+    rr = analysis["round_robin"]
+    colour = "green" if analysis["verdict"] == "pass" else "red"
+    counts = ", ".join(f"{k}: {v}" for k, v in analysis["upstream_counts"].items())
+    return (f"capture: {analysis['requests']} upstream requests ({counts}); "
+            f"{analysis['traffic']} traffic; strict rotation {rr['strict']}, "
+            f"{rr['breaks']} breaks -> [bold {colour}]verdict {analysis['verdict']}[/]")
+
+
+def analyse(pcap: str, as_json: bool, flow: int, png: str | None, traffic: str | None) -> int:
+    from lab.analysis import cli as analysis_cli
+
+    argv = [pcap, "--topology", str(os.environ.get("LAB_TOPOLOGY", topology.DEFAULT_PATH))]
+    argv += ["--json"] if as_json else []
+    argv += ["--flow", str(flow)] if flow else []
+    argv += ["--png", png] if png else []
+    argv += [f"--{traffic}"] if traffic else []
+    return analysis_cli.main(argv)
+
+
+def number(value, kind, flag: str):
+    """A task option as a number, or one clear line saying it is not one."""
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise LabError(f"{flag} {value!r}: not a number") from None

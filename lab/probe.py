@@ -76,7 +76,8 @@ def postgres_stats(host: str, port: str) -> dict:
                     "numbackends FROM pg_stat_database WHERE datname = 'lab'")
         xacts, returned, fetched, backends = cur.fetchone()
         cur.execute("SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s "
-                    "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'lab'")
+                    "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'lab' "
+                    "AND s.query NOT LIKE '%pg_stat%'")  # not our own probes
         statements = cur.fetchone()[0]
     conn.close()
     return {"ok": True, "transactions": xacts, "rows_returned": returned,

@@ -64,6 +64,20 @@ class Target:
     def traffic_node(self) -> Node:
         return self.topo.client
 
+    def capture_path(self, local: Path) -> Path:
+        """Where a capture destined for ``local`` is written on the balancer node."""
+        return Path("/var/tmp") / local.name
+
+    def collect_capture(self, node: Node, local: Path) -> None:
+        """Bring a finished capture from the node to ``local``."""
+        self.fetch(node, self.capture_path(local), local)
+
+    def cache_mode(self) -> str:
+        """The cache mode the lab was brought up with."""
+        from lab import lifecycle
+
+        return lifecycle.settings().get("cache_mode", "unknown")
+
     def up(self, cache_mode: str, say=print) -> None:
         """Build (or bring back) the lab's nodes and provision them."""
         raise NotImplementedError
@@ -87,6 +101,12 @@ class LocalTarget(Target):
     def fetch(self, node: Node, remote: Path, local: Path) -> None:
         if remote != local:
             local.write_bytes(remote.read_bytes())
+
+    def capture_path(self, local: Path) -> Path:
+        return local  # the namespaces share this machine's files
+
+    def collect_capture(self, node: Node, local: Path) -> None:
+        pass
 
     def up(self, cache_mode: str, say=print) -> None:
         from lab import lifecycle

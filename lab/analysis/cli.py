@@ -1,0 +1,87 @@
+"""Command line: python -m lab.analysis PCAP [--json] [--flow N] [--png FILE] [...].
+
+Exit status: 0 verdict pass, 1 verdict fail, 2 unusable input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from lab.analysis.analyse import analyse
+from lab.analysis.errors import CaptureError
+from lab.errors import LabError
+
+DEFAULT_PNG_EXCHANGES = 20
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.analysis",
+        description="Check from a capture taken on the balancer that nginx spread the "
+                    "requests round-robin over the app servers.",
+    )
+    parser.add_argument("pcap", help="pcap or pcapng file (tcpdump -w, Wireshark)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--flow", type=int, default=0, metavar="N",
+                        help="show a flow diagram of the first N exchanges")
+    parser.add_argument("--png", metavar="FILE",
+                        help=f"draw the flow diagram into FILE (first --flow N exchanges, "
+                             f"default {DEFAULT_PNG_EXCHANGES})")
+    parser.add_argument("--topology", metavar="YAML",
+                        help="name hosts and take the app order from this topology file")
+    traffic = parser.add_mutually_exclusive_group()
+    traffic.add_argument("--sequential", dest="traffic", action="store_const",
+                         const="sequential", help="the traffic was sequential: require a "
+                                                  "strict rotation")
+    traffic.add_argument("--concurrent", dest="traffic", action="store_const",
+                         const="concurrent", help="the traffic was concurrent: require "
+                                                  "balanced counts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.flow < 0:
+        return _refuse("--flow N needs N >= 0")
+    flow_limit = args.flow or (DEFAULT_PNG_EXCHANGES if args.png else 0)
+    try:
+        names, order = _topology(args.topology) if args.topology else (None, None)
+        result = analyse(args.pcap, names=names, upstream_order=order,
+                         traffic=args.traffic, flow_limit=flow_limit)
+        if args.png:
+            _write_png(result, args.png)
+    except LabError as err:  # CaptureError, or a bad topology file
+        return _refuse(str(err))
+    if args.json:
+        print(result.to_json())
+    else:
+        from lab.analysis.render import render_report
+
+        render_report(result, Console(), flow=args.flow)
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _topology(path: str) -> tuple[dict[str, str], list[str]]:
+    from lab import topology
+
+    topo = topology.load(path)
+    return {node.address: node.name for node in topo.nodes}, [app.name for app in topo.apps]
+
+
+def _write_png(result, path: str) -> None:
+    from lab.analysis.flowpng import write_flow_png
+
+    try:
+        write_flow_png(result, path)
+    except OSError as err:
+        raise CaptureError(f"cannot write the flow diagram to {path}: {err.strerror}: "
+                           "give a writable path ending in .png") from None

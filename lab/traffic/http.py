@@ -1,0 +1,138 @@
+"""A lean HTTP/1.1 keep-alive client connection on asyncio (uvloop) protocols.
+
+General clients (aiohttp, httpx) spend more CPU per request than the app servers can
+spare on a two-core machine, and the load generator must not be the bottleneck
+(bench/loadgen_vs_wrk.py measures it against wrk). This one does only what a load
+generator needs: send a request, read one response (Content-Length or chunked), keep the
+connection, and pick out the few headers the lab reports on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+WANTED = (b"x-served-by", b"x-cache", b"x-product-version", b"x-request-id")
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return value.decode("latin-1") if value is not None else None
+
+
+class HttpConnection(asyncio.Protocol):
+    """One TCP connection; one request in flight at a time (no pipelining)."""
+
+    def __init__(self):
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.keep_alive = True
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        self.buffer += data
+        if self.waiter is not None:
+            self._try_complete()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed by the server"))
+
+    # --- the client side ---
+    def request(self, raw: bytes) -> asyncio.Future:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return self.waiter
+
+    def close(self):
+        if self.transport is not None:
+            self.transport.close()
+
+    def _try_complete(self):
+        parsed = parse_response(self.buffer)
+        if parsed is None:
+            return
+        response, used, keep_alive = parsed
+        del self.buffer[:used]
+        self.keep_alive = keep_alive
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result(response)
+
+
+def parse_response(buffer: bytearray) -> tuple[Response, int, bool] | None:
+    """One complete response from the start of buffer, with the bytes it used, or None."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    lines = bytes(buffer[:head_end]).split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers: dict[bytes, bytes] = {}
+    length, chunked, keep_alive = 0, False, True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            keep_alive = value.lower() != b"close"
+        elif name in WANTED:
+            headers[name] = value
+    start = head_end + 4
+    if chunked:
+        body_end = dechunk(buffer, start)
+        if body_end is None:
+            return None
+        body, end = body_end
+    else:
+        end = start + length
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[start:end])
+    return Response(status, headers, body), end, keep_alive
+
+
+def dechunk(buffer: bytearray, pos: int) -> tuple[bytes, int] | None:
+    body = bytearray()
+    while True:
+        line_end = buffer.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[pos:line_end]).split(b";")[0], 16)
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n\r\n", pos - 2)
+            return (bytes(body), trailer_end + 4) if trailer_end >= 0 else None
+        if len(buffer) < pos + size + 2:
+            return None
+        body += buffer[pos:pos + size]
+        pos += size + 2
+
+
+def request_bytes(method: str, host: str, path: str, body: bytes = b"",
+                  content_type: str = "application/x-www-form-urlencoded") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lab-loadtest\r\n"
+    if method != "GET":
+        head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def connect(host: str, port: int) -> HttpConnection:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(HttpConnection, host, port)
+    return protocol
