@@ -62,6 +62,10 @@ express_args=(
   # Enough slots for nginx's kept-alive upstream connections, and a keep-alive longer than
   # nginx's (30 s) so Apache never closes one under nginx's feet: zero 502s under load.
   --max-clients "$LAB_APACHE_MAX_CLIENTS" --keep-alive-timeout 60
+  # All of Apache's worker processes from the start, and never reaped as "spare": a reaped
+  # child takes its kept-alive connections with it, and nginx, reusing one at that moment,
+  # answers 502 ("upstream prematurely closed connection").
+  --initial-workers 1.0 --minimum-spare-workers 0.25 --maximum-spare-workers 1.0
   --envvars-script "$ENVFILE" --log-directory "$LAB_NODE_DIR/log" --pid-file "$APACHE_PID"
   --server-mpm event
 )

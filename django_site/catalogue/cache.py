@@ -5,6 +5,7 @@ decided in exactly one place: _store().
 """
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -80,6 +81,10 @@ class MemcachedCache(PyMemcacheCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._options.setdefault("hasher", MemoRendezvousHash)
+        # Never move a key to another server when its own fails (pymemcache does after 2
+        # errors, each thread on its own): a copy left on the stand-in would miss later
+        # invalidations. A failing server's keys are read from PostgreSQL; retried each second.
+        self._options.setdefault("retry_attempts", sys.maxsize)
 
     def close(self, **kwargs):
         # Django closes cache sockets after every request: a reconnect per page cost more

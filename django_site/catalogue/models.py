@@ -4,10 +4,12 @@ from django.utils import timezone
 
 class Category(models.Model):
     name = models.CharField(max_length=100)
-    slug = models.SlugField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=120, db_index=False)
 
     class Meta:
         ordering = ["name", "id"]
+        # Constraints rather than unique=True: that would add a LIKE index nothing uses.
+        constraints = [models.UniqueConstraint(fields=["slug"], name="category_slug_unique")]
 
     def __str__(self):
         return self.name
@@ -19,7 +21,7 @@ class Product(models.Model):
     category = models.ForeignKey(
         Category, on_delete=models.PROTECT, related_name="products", db_index=False
     )
-    sku = models.CharField(max_length=32, unique=True)
+    sku = models.CharField(max_length=32)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     price = models.DecimalField(max_digits=10, decimal_places=2)
@@ -30,6 +32,7 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["sku"], name="product_sku_unique")]
         indexes = [models.Index(fields=["category", "name"], name="product_category_name")]
 
     def __str__(self):

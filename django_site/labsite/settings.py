@@ -22,6 +22,7 @@ INSTALLED_APPS = ["catalogue"]
 # Minimal on purpose: the framework floor is measured. No sessions, auth, admin or messages.
 MIDDLEWARE = [
     "labsite.middleware.served_by",
+    "labsite.middleware.content_length",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -311,9 +311,13 @@ def _explain(stats: WireStats, client, upstream, pairing, order_source, traffic,
     if pairing.retries:
         warnings.append(f"{pairing.retries} upstream request(s) repeat an X-Request-ID: "
                         "nginx retried another backend")
-    failed = {s: n for s, n in _statuses(client or upstream).items() if not s.startswith("2")}
+    statuses = _statuses(client or upstream)
+    unanswered = statuses.pop("none", 0)
+    failed = {status: n for status, n in statuses.items() if not status.startswith("2")}
     if failed:
         warnings.append(f"responses that are not 2xx ({side} side): {failed}")
+    if unanswered:
+        warnings.append(f"{unanswered} {side} request(s) with no response in the capture")
 
 
 def _pairing_note(pairing: Pairing) -> str:

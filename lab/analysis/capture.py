@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import struct
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,10 +92,9 @@ class CaptureFile:
         reader = self._reader
         read = reader._read_packet  # __next__ would clip frames to 64 KiB
         scale = 1e-9 if reader.nano else 1e-6
-        tell = reader.f.tell
         link_type = reader.linktype
         count = 0
-        self._good_end = tell()
+        good_end = PCAP_HEADER_SIZE  # counted, not f.tell(): that is a syscall per frame
         try:
             while True:
                 try:
@@ -102,7 +102,7 @@ class CaptureFile:
                 except EOFError:
                     return
                 count += 1
-                self._good_end = tell()
+                good_end += 16 + meta.caplen
                 if len(data) < meta.caplen and len(data) < MAX_FRAME:
                     self.truncated = (
                         f"frame {count} is cut short ({len(data)} of {meta.caplen} bytes)"
@@ -111,14 +111,13 @@ class CaptureFile:
         finally:
             self.frames_read = count
             self.link_types[link_type] = count
+            self._good_end = good_end
 
     def _pcapng_frames(self) -> Iterator[tuple[float, int, bytes]]:
         reader = self._reader
         read = reader._read_packet
-        tell = reader.f.tell
         link_types = self.link_types
         count = 0
-        self._good_end = tell()
         try:
             while True:
                 try:
@@ -126,19 +125,32 @@ class CaptureFile:
                 except EOFError:
                     return
                 count += 1
-                self._good_end = tell()
                 link_types[meta.linktype] += 1
                 yield ((meta.tshigh << 32) | meta.tslow) / meta.tsresol, meta.linktype, data
         finally:
             self.frames_read = count
 
     def _check_tail(self) -> None:
-        """Notice bytes after the last whole frame: tcpdump killed mid-write leaves them."""
+        """Notice an incomplete last record: tcpdump killed mid-write leaves one."""
         if self.compressed or self.truncated:
             return
-        if self._good_end < self.size:
+        if self.format == "pcapng":
+            if not _ends_on_pcapng_block(self.path, self.size, self._reader.endian):
+                self.truncated = "the file ends inside a pcapng block"
+        elif self._good_end < self.size:
             missing = self.size - self._good_end
             self.truncated = f"the last {missing} bytes are an incomplete record"
+
+
+def _ends_on_pcapng_block(path: str, size: int, endian: str) -> bool:
+    """A whole last block repeats its length at its start and in its last 4 bytes."""
+    with open(path, "rb") as f:
+        f.seek(size - 4)
+        (length,) = struct.unpack(endian + "I", f.read(4))
+        if length < 12 or length > size or length % 4:
+            return False
+        f.seek(size - length + 4)
+        return f.read(4) == struct.pack(endian + "I", length)
 
 
 def _checked_size(path: str) -> int:

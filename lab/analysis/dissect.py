@@ -36,6 +36,7 @@ class DissectCounts:
     too_short: int = 0
     cut_by_snaplen: int = 0
     frames: int = 0
+    tcp_segments: int = 0
     unknown_link_types: frozenset[int] = frozenset()
 
 
@@ -96,14 +97,18 @@ def _skip_ipv6_extensions(data: bytes, offset: int, next_header: int) -> tuple[i
 
 
 def tcp_segments(
-    frames: Iterable[tuple[float, int, bytes]], counts: DissectCounts
+    frames: Iterable[tuple[float, int, bytes]],
+    counts: DissectCounts,
+    bare_acks_wanted: Callable[[], bool] = lambda: True,
 ) -> Iterator[tuple]:
     """Yield (frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing).
 
     src/dst are packed addresses (4 or 16 bytes); ``missing`` is how many payload bytes
-    the snapshot length cut off. Kept as one flat loop: it runs once per frame.
+    the snapshot length cut off. Segments with no data and no SYN/FIN/RST (about half of
+    a capture) are skipped unless ``bare_acks_wanted()``. Kept as one flat loop: it runs
+    once per frame.
     """
-    not_ip = not_tcp = fragments = too_short = cut = 0
+    not_ip = not_tcp = fragments = too_short = cut = segments = 0
     unknown: set[int] = set()
     last_link_type, decode = None, None
     frame = 0
@@ -148,7 +153,10 @@ def tcp_segments(
             except (struct.error, IndexError):
                 too_short += 1
                 continue
+            segments += 1
             start = l4 + (data_offset >> 4) * 4
+            if end == start and not flags & 0x07 and not bare_acks_wanted():
+                continue
             if end < start:  # a bogus IP length shorter than the headers
                 too_short += 1
                 continue
@@ -161,4 +169,4 @@ def tcp_segments(
         counts.not_ip, counts.not_tcp, counts.ip_fragments = not_ip, not_tcp, fragments
         counts.too_short, counts.cut_by_snaplen = too_short, cut
         counts.unknown_link_types = frozenset(unknown)
-        counts.frames = frame
+        counts.frames, counts.tcp_segments = frame, segments

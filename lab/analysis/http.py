@@ -22,8 +22,9 @@ _MESSAGE_START = re.compile(
 _PLAUSIBLE_START = re.compile(rb"HTTP/1\.[01] |[A-Z][A-Z_-]{0,19} [!-~]")
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) ([!-~]+) HTTP/1\.[01]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5]\d\d)(?: |$)")
-_WANTED_HEADERS = frozenset(
-    {b"content-length", b"transfer-encoding", b"x-request-id", b"x-served-by"}
+_WANTED_HEADER = re.compile(
+    rb"\r\n(content-length|transfer-encoding|x-request-id|x-served-by)[ \t]*:([^\r\n]*)",
+    re.IGNORECASE,
 )
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -75,14 +76,12 @@ class Conversation:
         self.log = log
 
 
-def _wanted_headers(lines: list[bytes]) -> dict[bytes, str]:
-    headers = {}
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        name = name.strip().lower()
-        if colon and name in _WANTED_HEADERS:
-            headers[name] = value.strip().decode("latin-1")
-    return headers
+def _wanted_headers(head: bytes) -> dict[bytes, str]:
+    """The few headers the analysis uses, found with one regex pass over the head."""
+    return {
+        name.lower(): value.strip().decode("latin-1")
+        for name, value in _WANTED_HEADER.findall(head)
+    }
 
 
 def _body_framing(headers: dict[bytes, str]) -> tuple[int, int]:
@@ -172,19 +171,26 @@ class HttpParser:
             if pos == size:
                 return data, pos, size
             self.first_frame, self.first_ts = frame, ts
+            end = data.find(b"\r\n\r\n", pos)
+            if end >= 0:  # the usual case: a whole head in one segment, no copy
+                return self._complete_head(data[pos:end], data, end + 4, ts, frame)
         search_from = max(len(buf) - 3, 0)
         buf += memoryview(data)[pos:]
         end = buf.find(b"\r\n\r\n", search_from)
         if end < 0:
             if len(buf) > MAX_HEAD or not self._plausible(buf):
                 return self._reject_head()
-            return data, len(data), len(data)
-        leftover = len(buf) - end - 4  # all of it came from this segment
+            return data, size, size
+        # The head ends in this segment: what follows it is this segment's tail.
+        after = size - (len(buf) - end - 4)
         head = bytes(buf[:end])
         buf.clear()
-        if not self._head_done(head, ts, frame):
-            return self._reject_head(head + b"\r\n\r\n" + data[len(data) - leftover:])
-        return data, len(data) - leftover, len(data)
+        return self._complete_head(head, data, after, ts, frame)
+
+    def _complete_head(self, head: bytes, data: bytes, after: int, ts: float, frame: int):
+        if len(head) > MAX_HEAD or not self._head_done(head, ts, frame):
+            return self._reject_head(head + b"\r\n\r\n" + data[after:])
+        return data, after, len(data)
 
     def _plausible(self, buf: bytearray) -> bool:
         if len(buf) < 22 and b"\n" not in buf:
@@ -223,19 +229,20 @@ class HttpParser:
         self.current = None
 
     def _head_done(self, head: bytes, ts: float, frame: int) -> bool:
-        lines = head.split(b"\r\n")
-        if lines[0].startswith(b"HTTP/"):
-            match = _STATUS_LINE.match(lines[0])
+        line_end = head.find(b"\r\n")
+        start_line = head if line_end < 0 else head[:line_end]
+        if start_line.startswith(b"HTTP/"):
+            match = _STATUS_LINE.match(start_line)
             if match is None or self.role == "request":
                 return False
             self.role = "response"
-            self._response_head(int(match[1]), _wanted_headers(lines[1:]), ts, frame)
+            self._response_head(int(match[1]), _wanted_headers(head), ts, frame)
         else:
-            match = _REQUEST_LINE.fullmatch(lines[0])
+            match = _REQUEST_LINE.fullmatch(start_line)
             if match is None or self.role == "response":
                 return False
             self.role = "request"
-            self._request_head(match[1], match[2], _wanted_headers(lines[1:]), ts, frame)
+            self._request_head(match[1], match[2], _wanted_headers(head), ts, frame)
         self.at_start = False
         return True
 

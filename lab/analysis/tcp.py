@@ -80,6 +80,8 @@ class Direction:
         if seq in self.pending:
             self.tracker.retransmissions += 1
             return
+        if not self.pending:
+            self.tracker.holding += 1
         self.pending[seq] = (payload, missing, ts, frame)
         self.pending_bytes += len(payload)
         if self.pending_bytes > MAX_PENDING:
@@ -93,6 +95,8 @@ class Direction:
                 return
             payload, missing, ts, frame = self.pending.pop(seq)
             self.pending_bytes -= len(payload)
+            if not self.pending:
+                self.tracker.holding -= 1
             self._deliver_from(offset, payload, missing, ts, frame)
 
     def _deliver_from(self, offset: int, payload: bytes, missing: int, ts: float,
@@ -133,6 +137,7 @@ class TcpTracker:
         self.directions: dict[tuple, Direction] = {}
         self.retired: OrderedDict[tuple, int] = OrderedDict()  # key -> next seq at close
         self.connections = 0
+        self.holding = 0  # directions holding early segments: they need the peer's ACKs
         self.retransmissions = 0
         self.bytes_not_captured = 0
         self._addresses: dict[bytes, str] = {}
@@ -165,6 +170,9 @@ class TcpTracker:
             direction.receive(seq, payload, missing, ts, frame)
         if flags & (FIN | RST):
             self._closing(direction, flags, ts, frame)
+
+    def wants_bare_acks(self) -> bool:
+        return self.holding > 0
 
     def finish(self) -> None:
         """End of capture: deliver what waits behind holes that will never be filled."""

@@ -42,19 +42,17 @@ def read_http(path: str | os.PathLike) -> tuple[list[HttpRequest], WireStats]:
     log = HttpLog()
     tracker = TcpTracker(log)
     counts = DissectCounts()
-    segments = 0
     with CaptureFile(path) as capture:
         follow = tracker.segment
-        for segment in tcp_segments(capture.frames(), counts):
+        for segment in tcp_segments(capture.frames(), counts, tracker.wants_bare_acks):
             follow(*segment)
-            segments += 1
         tracker.finish()
     stats = WireStats(
         path=path,
         format=capture.format + (" (gzip)" if capture.compressed else ""),
         link_types=[link_type_name(lt) for lt, _ in capture.link_types.most_common()],
         packets=capture.frames_read,
-        tcp_segments=segments,
+        tcp_segments=counts.tcp_segments,
         connections=tracker.connections,
         retransmissions=tracker.retransmissions,
         bytes_not_captured=tracker.bytes_not_captured,
