@@ -11,6 +11,7 @@ install:
 demo: install
 	$(FAB) up
 	$(FAB) demo
+	$(FAB) loadtest --duration 5 --concurrency 16 --label demo
 
 test: install lint
 	$(VENV)/bin/pytest -q -ra

@@ -74,10 +74,10 @@ printf '%s\n' "${express_args[@]}" | install_content "$LAB_NODE_DIR/apache.args"
 if [ "$changed" = 1 ] || [ ! -x "$APACHE/apachectl" ]; then
   "$LAB_VENV/bin/mod_wsgi-express" setup-server "${express_args[@]}" >/dev/null
 fi
-start_apache() { "$APACHE/apachectl" start; }
+start_apache=("$APACHE/apachectl" start)
 if [ "$changed" = 1 ] && pid_alive "$APACHE_PID"; then
-  restart_service apache "$APACHE_PID" TERM start_apache
+  restart_service apache "$APACHE_PID" TERM "${start_apache[@]}"
 else
-  ensure_service apache "$APACHE_PID" TERM start_apache
+  ensure_service apache "$APACHE_PID" TERM "${start_apache[@]}"
 fi
 log "apache on $LAB_ADDRESS:$LAB_APP_PORT, memcached on $LAB_ADDRESS:$LAB_MEMCACHED_PORT"

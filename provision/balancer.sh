@@ -29,12 +29,12 @@ changed=0
 render "$LAB_TEMPLATES/nginx.conf" | install_content "$CONF" 644 && changed=1
 nginx -t -q -p "$NGINX" -c "$CONF"
 
-start_nginx() { nginx -p "$NGINX" -c "$CONF"; }
+start_nginx=(nginx -p "$NGINX" -c "$CONF")
 if [ "$changed" = 1 ] && pid_alive "$NGINX/nginx.pid"; then
   log "reloading nginx"
   if [ "$LAB_INIT" = systemd ]; then systemctl reload lab-nginx.service; else
     kill -HUP "$(cat "$NGINX/nginx.pid")"; fi
 else
-  ensure_service nginx "$NGINX/nginx.pid" QUIT start_nginx
+  ensure_service nginx "$NGINX/nginx.pid" QUIT "${start_nginx[@]}"
 fi
 log "nginx on $LAB_ADDRESS:$LAB_HTTP_PORT -> $LAB_APP_ADDRESSES"

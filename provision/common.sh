@@ -166,9 +166,17 @@ node_dirs() {
   chmod 755 "$LAB_STATE" "$LAB_STATE/nodes" "$LAB_NODE_DIR"
 }
 
-# The unprivileged account daemons drop to: Debian www-data, openSUSE wwwrun.
-web_user() { id -u www-data >/dev/null 2>&1 && echo www-data || echo wwwrun; }
-web_group() { id -g www-data >/dev/null 2>&1 && echo www-data || echo www; }
+# The unprivileged account daemons drop to, and its group: Debian www-data; openSUSE wwwrun
+# (from apache2) or, on a Leap balancer that has only nginx, nginx.
+web_account() {
+  local pair
+  for pair in www-data:www-data wwwrun:www nginx:nginx; do
+    if id -u "${pair%%:*}" >/dev/null 2>&1; then echo "$pair"; return; fi
+  done
+  die "no www-data, wwwrun or nginx account: is the web server package installed?"
+}
+web_user() { local account; account=$(web_account); echo "${account%%:*}"; }
+web_group() { local account; account=$(web_account); echo "${account#*:}"; }
 
 # --- services --------------------------------------------------------------------------
 
@@ -232,8 +240,11 @@ wait_for() {
 }
 
 systemd_unit() {
-  local name="$1" pidfile="$2" signal="$3" unit
+  local name="$1" pidfile="$2" signal="$3" unit exe kill
   shift 3
+  # systemd runs ExecStart itself, without this shell: a program with its path, no function.
+  exe=$(type -P "$1") || die "lab-$name: '$1' is not a program that systemd can run"
+  kill=$(type -P kill) || die "no kill program for ExecReload"
   unit="/etc/systemd/system/lab-$name.service"
   if install_content "$unit" 644 <<EOF
 [Unit]
@@ -244,7 +255,8 @@ Wants=network-online.target
 [Service]
 Type=forking
 PIDFile=$pidfile
-ExecStart=$*
+ExecStart=$exe ${*:2}
+ExecReload=$kill -HUP \$MAINPID
 KillSignal=SIG$signal
 Restart=on-failure
 
@@ -263,7 +275,7 @@ apply_firewall() {
   local ruleset="$LAB_NODE_DIR/firewall.nft" changed=0
   render "$1" | install_content "$ruleset" 644 || changed=$?
   if [ "$LAB_INIT" = systemd ]; then
-    install_content /etc/systemd/system/lab-firewall.service 644 <<EOF || true
+    if install_content /etc/systemd/system/lab-firewall.service 644 <<EOF
 [Unit]
 Description=lab firewall on $LAB_NODE
 Before=network-online.target
@@ -276,7 +288,9 @@ ExecStart=/usr/sbin/nft -f $ruleset
 [Install]
 WantedBy=multi-user.target
 EOF
-    systemctl daemon-reload
+    then
+      systemctl daemon-reload
+    fi
     systemctl enable --quiet lab-firewall.service
   fi
   if [ "$changed" = 0 ] || ! nft list table inet lab >/dev/null 2>&1; then

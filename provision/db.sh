@@ -41,13 +41,12 @@ grep -q "^include_if_exists = 'lab.conf'" "$PGDATA/postgresql.conf" ||
 } | install_content "$PGDATA/pg_hba.conf" 600 && changed=1
 chown postgres: "$PGDATA/lab.conf" "$PGDATA/pg_hba.conf"
 
-start_postgres() {
-  pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LAB_NODE_DIR/log/postgresql.log" -w -s start
-}
+start_postgres=(runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA"
+  -l "$LAB_NODE_DIR/log/postgresql.log" -w -s start)
 if [ "$changed" = 1 ] && pid_alive "$PGDATA/postmaster.pid"; then
-  restart_service postgres "$PGDATA/postmaster.pid" INT start_postgres
+  restart_service postgres "$PGDATA/postmaster.pid" INT "${start_postgres[@]}"
 else
-  ensure_service postgres "$PGDATA/postmaster.pid" INT start_postgres
+  ensure_service postgres "$PGDATA/postmaster.pid" INT "${start_postgres[@]}"
 fi
 
 psql_admin() {

@@ -134,8 +134,9 @@ class Lab:
     """Client → balancer → apps traffic, one exchange (or batch of them) at a time."""
 
     def __init__(self, ipv6: bool = False, request_ids: bool = True, echo_id: bool = False,
-                 client_keepalive: bool = False):
+                 client_keepalive: bool = False, delays: dict[str, float] | None = None):
         self.wire = Wire(ipv6)
+        self.delays = delays or {}  # backend -> extra seconds before it answers
         self.request_ids = request_ids
         self.echo_id = echo_id  # the balancer repeats X-Request-ID in client responses
         self.client_keepalive = client_keepalive
@@ -144,9 +145,11 @@ class Lab:
         self._ids = itertools.count(1)
         self._random = random.Random(56)
 
-    def exchange(self, backend: str, method: str = "GET", uri: str = "/", body: bytes = b"",
-                 status: int = 200, **segmenting) -> None:
-        """One request answered before the next starts (sequential traffic)."""
+    def exchange(self, backend: str, method: str = "GET", uri: str | None = None,
+                 body: bytes = b"", status: int = 200, **segmenting) -> None:
+        """One request answered before the next starts (sequential traffic).
+
+        The URI defaults to a fresh /item/N."""
         self.batch([backend], method, uri, body, status, **segmenting)
 
     def batch(self, backends: list[str], method: str = "GET", uri: str | None = None,
@@ -162,6 +165,7 @@ class Lab:
         for conn, u, rid in zip(upstreams, uris, ids, strict=True):
             conn.send(True, http_request(method, u, rid if self.request_ids else None, body))
         for conn, b in zip(upstreams, backends, strict=True):
+            self.wire.now += self.delays.get(b, 0.0)
             conn.send(False, http_response(status, b, chunked=chunked))
         for conn, rid in zip(clients, ids, strict=True):
             echoed = rid if self.echo_id else None
@@ -221,6 +225,7 @@ def write_pcap(path: Path, packets, link: str = "ethernet", endian: str = "<",
                nano: bool = False, snaplen: int = 0) -> Path:
     writer = PcapWriter(str(path), linktype=LINK_TYPES[link], endianness=endian, nano=nano,
                         sync=False)
+    writer.write_header(None)
     for packet in packets:
         frame = framed(packet, link)
         frame.time = packet.time

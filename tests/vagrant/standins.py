@@ -125,7 +125,8 @@ def install_package(name: str, spec: dict) -> None:
     for user, (uid, group) in spec.get("users", {}).items():
         gid = next(line.split(":")[2] for line in Path("/etc/group").read_text().splitlines()
                    if line.split(":")[0] == group)
-        add_line("/etc/passwd", user, f"{user}:x:{uid}:{gid}:{name} daemon:/var/lib/{user}:/sbin/nologin")
+        add_line("/etc/passwd", user,
+                 f"{user}:x:{uid}:{gid}:{name} daemon:/var/lib/{user}:/sbin/nologin")
         add_line("/etc/shadow", user, f"{user}:!:19000::::::")
     for path in spec.get("dirs", []):
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -368,7 +369,8 @@ def systemctl(args: list[str]) -> None:
         if unit_file(unit) is None and verb != "stop":
             fail(f"Failed to {verb} {unit}: Unit file {unit} does not exist.", 5)
         if unit not in systemd.state["loaded"] and unit_file(unit):
-            record("systemctl", action="warning", unit=unit, message="unit never loaded: no daemon-reload after writing it")
+            record("systemctl", action="warning", unit=unit,
+                   message="unit never loaded: no daemon-reload after writing it")
         changed = actions[verb](unit)
         systemd.save()
         record("systemctl", action=verb, unit=unit, now="--now" in flags, changed=bool(changed))
@@ -474,8 +476,8 @@ def memcached(args: list[str]) -> None:
 
 def pg_refuse_root(tool: str) -> None:
     if os.geteuid() == 0:
-        fail(f'{tool}: error: cannot be run as root\n{tool}: hint: Please log in (using, e.g., "su") '
-             "as the (unprivileged) user that will own the server process.", 1)
+        fail(f"{tool}: error: cannot be run as root\n{tool}: hint: Please log in as the "
+             "(unprivileged) user that will own the server process.", 1)
 
 
 def initdb(args: list[str]) -> None:
@@ -520,7 +522,7 @@ def psql(args: list[str]) -> None:
         fail(f'psql: error: connection to server on socket "{host}/.s.PGSQL.{port}" failed: '
              "No such file or directory", 2)
     sql = sys.stdin.read() if not sys.stdin.isatty() and "-c" not in args else ""
-    shown = ["-v pw=<secret>" if a.startswith("pw=") else a for a in args]
+    shown = ["pw=<secret>" if a.startswith("pw=") else a for a in args]
     secret_given = any(a.startswith("pw=") and len(a) > 10 for a in args)
     record("psql", argv=shown, sql=sql, command=option(args, "-c"), password_given=secret_given,
            user=pwd.getpwuid(os.geteuid()).pw_name)

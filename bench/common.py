@@ -1,0 +1,56 @@
+"""Shared by the bench scripts: the running lab, and wrk run inside its client node.
+
+Benchmarks print ratios measured side by side in one run: rounds alternate between the two
+things compared, so the machine's noise (two shared cores) hits both alike.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import health, netns, targets, topology  # noqa: E402
+from lab.errors import LabError  # noqa: E402
+
+
+def running_lab() -> targets.LocalTarget:
+    target = targets.LocalTarget(topology.load())
+    report = health.check(target)
+    if not all(node.healthy for node in report):
+        sys.exit("bench: the lab is not up and healthy: run 'fab up' first")
+    return target
+
+
+def url(target, path: str) -> str:
+    topo = target.topo
+    return f"http://{topo.balancer.address}:{topo.ports.http}{path}"
+
+
+def wrk(target, address: str, seconds: int = 5, connections: int = 16,
+        threads: int = 2) -> dict:
+    """wrk from the client node: requests/s and non-2xx count."""
+    argv = netns.in_node(target.topo.client, ["wrk", f"-t{threads}", f"-c{connections}",
+                                              f"-d{seconds}s", address])
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    return {"rps": rps, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+
+
+def median_ratio(pairs: list[tuple[float, float]]) -> float:
+    return statistics.median(a / b for a, b in pairs)
+
+
+def fail(message: str) -> None:
+    raise SystemExit(f"bench: {message}")
+
+
+__all__ = ["LabError", "fail", "median_ratio", "running_lab", "url", "wrk"]

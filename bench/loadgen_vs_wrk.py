@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Issue 3's bar: the lab's load generator is not the bottleneck. Against the same target in
+the same run, its req/s >= 0.9 x wrk's (rounds alternate wrk / ours, median ratio).
+
+Both run in the client node with 16 connections on /trivial (the same URL for both; wrk has
+no Zipf workload), then once more on nginx's own /nginx/ok, where the generator's own cost
+shows most (informational: no app server in the path).
+Run with the lab up:  /opt/django-lab/venv/bin/python bench/loadgen_vs_wrk.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+from common import running_lab, url, wrk
+
+from lab import netns, paths
+
+BAR = 0.9
+
+
+def ours(lab, workload: str, seconds: int, connections: int) -> dict:
+    topo = lab.topo
+    argv = netns.in_node(topo.client, [
+        str(paths.VENV / "bin" / "python"), "-m", "lab.traffic.generator", "--quiet",
+        "--host", topo.balancer.address, "--port", str(topo.ports.http),
+        "--workload", workload, "--duration", str(seconds),
+        "--concurrency", str(connections)])
+    result = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True,
+                                       cwd=paths.ROOT).stdout)
+    return {"rps": result["rps"], "non_2xx": result["non_2xx"] + sum(result["errors"].values())}
+
+
+def compare(lab, path: str, workload: str, rounds: int, seconds: int) -> float:
+    ratios = []
+    for round_ in range(1, rounds + 1):
+        theirs = wrk(lab, url(lab, path), seconds)
+        mine = ours(lab, workload, seconds, 16)
+        ratios.append(mine["rps"] / theirs["rps"])
+        print(f"{path:10} round {round_}: wrk {theirs['rps']:8.0f} req/s   lab generator "
+              f"{mine['rps']:8.0f} req/s   ratio {ratios[-1]:.3f}   non-2xx "
+              f"{theirs['non_2xx']}/{mine['non_2xx']}")
+    return sorted(ratios)[len(ratios) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    lab = running_lab()
+    ratio = compare(lab, "/trivial", "trivial", args.rounds, args.seconds)
+    ceiling = compare(lab, "/nginx/ok", "nginx", 1, args.seconds)
+    verdict = "PASS" if ratio >= BAR else "FAIL"
+    print(f"lab generator / wrk through the app servers = {ratio:.3f} (median of "
+          f"{args.rounds}; bar >= {BAR}) -> {verdict}")
+    print(f"lab generator / wrk on nginx alone (the generator's own ceiling) = {ceiling:.3f}")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
