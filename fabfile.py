@@ -92,3 +92,34 @@ def analyse(c, pcap, json=False, flow=0, png=None, traffic=None):
     code = cli.analyse(pcap, json, cli.number(flow, int, "--flow"), png, traffic)
     if code:
         raise Exit(code=code)
+
+
+@task(help={"mode": "off, local, shared or leases", "target": TARGET})
+@cli.one_line_errors
+def cache(c, mode, target=None):
+    """Switch the app servers' cache mode (settings redeployed, data kept, caches flushed)."""
+    cli.cache(mode, target)
+
+
+@task(help={"node": "e.g. app2", "service": "apache, memcached, postgres or nginx",
+            "target": TARGET})
+@cli.one_line_errors
+def stop(c, node, service, target=None):
+    """Stop one service on one node (to watch the lab cope)."""
+    cli.service("stop", node, service, target)
+
+
+@task(help={"node": "e.g. app2", "service": "apache, memcached, postgres or nginx",
+            "target": TARGET})
+@cli.one_line_errors
+def start(c, node, service, target=None):
+    """Start a stopped service again (provisioning is idempotent: nothing else changes)."""
+    cli.service("start", node, service, target)
+
+
+@task(help={"node": "e.g. db", "delay": "milliseconds added to every packet the node sends",
+            "clear": "remove the delay", "target": TARGET})
+@cli.one_line_errors
+def netem(c, node, delay=None, clear=False, target=None):
+    """Give a node's link a network delay with tc netem (inside its namespace)."""
+    cli.netem(node, cli.number(delay, float, "--delay"), clear, target)

@@ -175,3 +175,26 @@ def number(value, kind, flag: str):
         return kind(value)
     except (TypeError, ValueError):
         raise LabError(f"{flag} {value!r}: not a number") from None
+
+
+def cache(mode: str, target: str | None) -> None:
+    from lab import control
+
+    control.switch_cache(targets.get(load_topology(), target), mode, say=console.print)
+
+
+def service(action: str, node: str, name: str, target: str | None) -> None:
+    from lab import control
+
+    chosen = targets.get(load_topology(), target)
+    do = control.stop if action == "stop" else control.start
+    console.print(do(chosen, node, name))
+
+
+def netem(node: str, delay: float | None, clear: bool, target: str | None) -> None:
+    from lab import control
+
+    if (delay is None) == (not clear):
+        raise LabError("netem: give --delay MS, or --clear")
+    console.print(control.netem(targets.get(load_topology(), target), node,
+                                None if clear else delay))

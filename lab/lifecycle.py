@@ -10,15 +10,15 @@ import time
 from lab import netns, paths, provision
 from lab.errors import LabError
 from lab.record import Record
-from lab.topology import Topology
+from lab.topology import Node, Topology
 
-# The daemons' pid files under a node's state directory and the signal that stops each
+# Each daemon's pid file under its node's state directory, and the signal that stops it
 # cleanly (PostgreSQL: SIGINT is its fast shutdown; SIGTERM would wait for every client).
 PIDFILES = {
-    "nginx/nginx.pid": signal.SIGQUIT,
-    "run/apache.pid": signal.SIGTERM,
-    "run/memcached/memcached.pid": signal.SIGTERM,
-    "pgdata/postmaster.pid": signal.SIGINT,
+    "nginx": ("nginx/nginx.pid", signal.SIGQUIT),
+    "apache": ("run/apache.pid", signal.SIGTERM),
+    "memcached": ("run/memcached/memcached.pid", signal.SIGTERM),
+    "postgres": ("pgdata/postmaster.pid", signal.SIGINT),
 }
 
 
@@ -55,14 +55,35 @@ def down(say=print) -> None:
 
 
 def daemon_pids(namespace: str) -> dict[int, int]:
-    node_dir = paths.NODES / namespace.removeprefix("lab-")
+    """PID -> stop signal of every daemon whose pid file is in the node's directory."""
+    node = namespace.removeprefix("lab-")
     pids = {}
-    for relative, sig in PIDFILES.items():
-        try:
-            pids[int((node_dir / relative).read_text().split()[0])] = sig
-        except (OSError, ValueError, IndexError):
-            continue
+    for service, (_, sig) in PIDFILES.items():
+        pid = daemon_pid(node, service)
+        if pid is not None:
+            pids[pid] = sig
     return pids
+
+
+def daemon_pid(node: str, service: str) -> int | None:
+    try:
+        return int((paths.NODES / node / PIDFILES[service][0]).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_service(node: Node, service: str, timeout: float = 30) -> str:
+    """Stop one daemon by the PID in its pid file, if that PID lives in the node."""
+    pid = daemon_pid(node.name, service)
+    if pid is None or pid not in netns.pids_in(node.namespace):
+        return f"{service} on {node.name} is not running"
+    netns.send(pid, PIDFILES[service][1])
+    deadline = time.monotonic() + timeout
+    while pid in netns.pids_in(node.namespace):
+        if time.monotonic() > deadline:
+            raise LabError(f"{service} on {node.name} (pid {pid}) did not stop in {timeout:g} s")
+        time.sleep(0.05)
+    return f"{service} on {node.name} stopped (pid {pid})"
 
 
 def check_root() -> None:

@@ -4,6 +4,8 @@ so every packet they send starts and ends in the lab. Each prints one JSON docum
     python -m lab.probe http URL...                 status, X-Served-By, X-Cache of each
     python -m lab.probe post URL FIELD=VALUE...     a form POST (the site's write API)
     python -m lab.probe memcached HOST:PORT...      'stats' of each server
+    python -m lab.probe flush HOST:PORT...          empty each memcached server
+    python -m lab.probe pgcalls HOST PORT PATTERN   calls of statements matching PATTERN
     python -m lab.probe postgres HOST PORT          pg_stat_database and statement counts
 """
 
@@ -63,12 +65,41 @@ def memcached_stats(server: str, timeout: float = 2.0) -> dict:
     return {"server": server, "ok": True, "stats": stats}
 
 
-def postgres_stats(host: str, port: str) -> dict:
+def memcached_flush(server: str, timeout: float = 2.0) -> dict:
+    host, port = server.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(b"flush_all\r\n")
+            answer = sock.recv(64)
+    except OSError as exc:
+        return {"server": server, "ok": False, "error": exc.strerror or str(exc)}
+    return {"server": server, "ok": answer.startswith(b"OK")}
+
+
+def connect_lab_db(host: str, port: str):
     import psycopg2  # only where it is used: the probe starts fast for the other checks
 
+    return psycopg2.connect(host=host, port=port, dbname="lab", user="lab",
+                            password=os.environ["LAB_DB_PASSWORD"], connect_timeout=3)
+
+
+def pg_calls(host: str, port: str, pattern: str) -> dict:
+    """How often statements whose text matches a LIKE pattern ran (pg_stat_statements)."""
+    conn = connect_lab_db(host, port)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s "
+                    "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'lab' "
+                    "AND s.query LIKE %s", (pattern,))
+        calls = cur.fetchone()[0]
+    conn.close()
+    return {"ok": True, "calls": calls}
+
+
+def postgres_stats(host: str, port: str) -> dict:
+    import psycopg2
+
     try:
-        conn = psycopg2.connect(host=host, port=port, dbname="lab", user="lab",
-                                password=os.environ["LAB_DB_PASSWORD"], connect_timeout=3)
+        conn = connect_lab_db(host, port)
     except psycopg2.Error as exc:
         return {"ok": False, "error": str(exc).strip().splitlines()[0]}
     with conn, conn.cursor() as cur:
@@ -92,6 +123,10 @@ def main(argv: list[str]) -> int:
         result = http(args[0], form=dict(arg.split("=", 1) for arg in args[1:]))
     elif kind == "memcached":
         result = [memcached_stats(server) for server in args]
+    elif kind == "flush":
+        result = [memcached_flush(server) for server in args]
+    elif kind == "pgcalls":
+        result = pg_calls(*args)
     elif kind == "postgres":
         result = postgres_stats(*args)
     else:

@@ -88,7 +88,12 @@ def provision_all(topo: Topology, cache_mode: str, say=print) -> None:
     """db first, then the app servers side by side (app1 migrates and seeds), then the
     balancer: each step's services are up before the next step needs them."""
     say(run_script(topo, topo.db, cache_mode), end="")
+    provision_apps(topo, cache_mode, say)
+    say(run_script(topo, topo.balancer, cache_mode), end="")
+
+
+def provision_apps(topo: Topology, cache_mode: str, say=print) -> None:
+    """All app servers side by side: they share nothing but the database."""
     with ThreadPoolExecutor(max_workers=len(topo.apps)) as pool:
         for output in pool.map(lambda app: run_script(topo, app, cache_mode), topo.apps):
             say(output, end="")
-    say(run_script(topo, topo.balancer, cache_mode), end="")

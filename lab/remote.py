@@ -11,9 +11,10 @@
 
 Commands on a node run through Fabric/paramiko connections, with ``sudo -n`` unless the SSH
 user is root. Environment variables given to ``run`` travel on the command's stdin, never
-on a command line (other users of the machine could read it in ``ps``). ``argv``/``popen``
-give an ``ssh`` command line with a terminal (``-tt``): ending the local process hangs up
-the remote one, so a capture stops as it does in the local lab.
+on a command line (other users of the machine could read it in ``ps``). ``argv`` gives the
+``ssh`` command line for a node; ``popen`` starts one whose signals reach the remote
+command (``send_signal(SIGINT)`` stops a remote tcpdump, which then prints its counts on
+stderr as it does in the local lab); if the local ssh dies, the remote command is ended too.
 
 Traffic from this machine must not go out by the default route (see ../NOTES: a lab address
 sent that way leaves the machine): before running anything locally the targets check that
@@ -22,15 +23,18 @@ this machine has its own route to the lab's subnet (the VMs' host-only network).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,9 +52,7 @@ REMOTE_VENV = Path("/opt/django-lab/venv")
 VAGRANT_SRC = Path("/vagrant")
 SSH_SRC = Path("/opt/django-lab/src")
 
-VAGRANT_SECRETS = paths.ROOT / ".lab-secrets.env"      # the Vagrantfile's default
-SSH_SECRETS = paths.ROOT / ".lab-secrets.ssh.env"
-VAGRANT_SSH_CONFIG = paths.ROOT / ".vagrant" / "lab-ssh-config"
+VAGRANT_SECRETS = paths.ROOT / ".lab-secrets.env"  # the Vagrantfile's default (gitignored)
 DEFAULT_INVENTORY = paths.ROOT / "inventory.yaml"
 
 # Never uploaded to a server: history, local state, captures, secrets, the inventory.
@@ -115,11 +117,12 @@ class RemoteTarget(Target):
 
     env_in_argv = False
     src: Path = SSH_SRC
-    secrets: Path = SSH_SECRETS  # the lab's secrets on this machine (SECRET_KEY, DB password)
+    secrets: Path  # the lab's secrets on this machine (SECRET_KEY, DB password), mode 600
 
     def __init__(self, topo: Topology):
         super().__init__(topo)
         self._connections: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._route_checked = False
 
@@ -148,13 +151,15 @@ class RemoteTarget(Target):
         return [*self.ssh_argv(host), "--", remote_command(host, argv)]
 
     def popen(self, node: Node, argv: list[str], **kwargs) -> subprocess.Popen:
+        """Start argv on the node. On a remote node the process's stdin carries signals to
+        the remote command (see RemoteProcess); stdout and stderr are the command's."""
         if self.is_local(node):
             return subprocess.Popen(self.argv(node, argv), cwd=paths.ROOT, **kwargs)
         host = self.host(node)
-        # -tt: the remote command gets a terminal, so ending this process hangs it up.
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen([*self.ssh_argv(host), "-tt", "--", remote_command(host, argv)],
-                                cwd=paths.ROOT, **kwargs)
+        wrapped = ["sh", "-c", SIGNAL_RELAY, "sh", *[str(a) for a in argv]]
+        kwargs.pop("stdin", None)
+        return RemoteProcess([*self.ssh_argv(host), "--", remote_command(host, wrapped)],
+                             cwd=paths.ROOT, **kwargs)
 
     def run(self, node: Node, argv: list[str], *, extra_env: dict[str, str] | None = None,
             timeout: float | None = 120) -> Result:
@@ -175,6 +180,33 @@ class RemoteTarget(Target):
             return [str(paths.VENV / "bin" / "python")]
         # The venv is made by provision/app.sh: app nodes have it (and the lab package in src).
         return ["env", f"PYTHONPATH={self.src}", str(REMOTE_VENV / "bin" / "python")]
+
+    def collect_capture(self, node: Node, local: Path) -> None:
+        """Copy a finished capture from the node into captures/, then delete it there."""
+        remote = self.capture_path(local)
+        self.fetch(node, remote, local)
+        self.execute(node, ["rm", "-f", "--", str(remote)], timeout=60)
+
+    def cache_mode(self) -> str:
+        """The cache mode the app servers run with, read from the first one's settings."""
+        env_file = REMOTE_STATE / "nodes" / self.topo.apps[0].name / "django.env"
+        try:
+            code, out, _ = self.execute(self.topo.apps[0], ["cat", str(env_file)], timeout=60)
+        except LabError:
+            return "unknown"
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("export LAB_CACHE_MODE="):
+                return line.split("=", 1)[1].strip()
+        return "unknown"
+
+    def interface(self, node: Node) -> str:
+        """The node's network interface on the lab's network (eth1 on a VM: eth0 is NAT)."""
+        code, out, _ = self.execute(node, ["ip", "-o", "-4", "addr", "show", "to",
+                                           node.address], timeout=60)
+        fields = out.decode().split()
+        if code != 0 or len(fields) < 2:
+            raise LabError(f"{node.name} has no interface with {node.address}")
+        return fields[1]
 
     def fetch(self, node: Node, remote: Path, local: Path) -> None:
         if self.is_local(node):
@@ -207,8 +239,10 @@ class RemoteTarget(Target):
         return [*argv, "-p", str(host.port), "-l", host.user, host.hostname]
 
     def connection(self, node: Node):
-        """The node's Fabric connection, opened once per target."""
+        """The node's Fabric connection, opened once per target (nodes in parallel)."""
         with self._lock:
+            lock = self._locks.setdefault(node.name, threading.Lock())
+        with lock:
             conn = self._connections.get(node.name)
             if conn is not None and conn.is_connected:
                 return conn
@@ -282,8 +316,9 @@ class RemoteTarget(Target):
                     out += chunk
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(1 << 16)
-            if (channel.exit_status_ready() and not channel.recv_ready()
-                    and not channel.recv_stderr_ready()):
+            # The exit status can come before the last output: wait for the end of output.
+            if (channel.eof_received and channel.exit_status_ready()
+                    and not channel.recv_ready() and not channel.recv_stderr_ready()):
                 break
             if deadline is not None and time.monotonic() > deadline:
                 channel.close()
@@ -318,7 +353,7 @@ class RemoteTarget(Target):
 
     # --- provisioning over SSH (the ssh target; Vagrant provisions by itself) ---------------
 
-    def upload_repo(self, node: Node, say=print) -> None:
+    def upload_repo(self, node: Node) -> None:
         """Copy this checkout (no .git, captures, secrets) to src on the node, atomically;
         unchanged files keep their times, so the scripts see nothing changed."""
         archive = repo_archive(paths.ROOT)
@@ -350,10 +385,10 @@ class RemoteTarget(Target):
         code, out, err = self.execute(node, ["bash", script], env=env, timeout=1800)
         output = (out + err).decode(errors="replace")
         if code != 0:
-            log = paths.ROOT / f".lab-provision-{node.name}.log"
+            log = Path(tempfile.gettempdir()) / f"django-lab-provision-{node.name}.log"
             log.write_text(output)
             raise LabError(f"provisioning {node.name} failed: {last_line(output.encode())} "
-                           f"(full output: {log.name})")
+                           f"(full output: {log})")
         return output
 
 
@@ -392,7 +427,7 @@ class VagrantTarget(RemoteTarget):
             why = self.machine_states() or last_line(done.stderr.encode())
             raise LabError(f"vagrant ssh-config failed: {why}; start the VMs with 'vagrant up' "
                            "(or fab up --target vagrant)")
-        return parse_ssh_config(done.stdout, names, VAGRANT_SSH_CONFIG)
+        return parse_ssh_config(done.stdout, names, vagrant_ssh_config())
 
     def machine_states(self) -> str:
         done = self.vagrant("status", "--machine-readable")
@@ -428,7 +463,7 @@ class VagrantTarget(RemoteTarget):
         done = self.vagrant("destroy", "-f", capture=False)
         if done.returncode != 0:
             raise LabError(f"vagrant destroy failed (exit {done.returncode}): see its output")
-        for leftover in (self.secrets, VAGRANT_SSH_CONFIG):
+        for leftover in (self.secrets, vagrant_ssh_config()):
             leftover.unlink(missing_ok=True)
         say("lab is down: the VMs are destroyed and the lab's secrets removed")
 
@@ -443,7 +478,8 @@ class SshTarget(RemoteTarget):
         path = inventory or Path(os.environ.get("LAB_INVENTORY", DEFAULT_INVENTORY))
         self.inventory = Inventory.load(path, topo)
         self.src = self.inventory.src
-        self.secrets = SSH_SECRETS
+        # One lab per inventory: its secrets sit next to it (.lab-secrets.* is gitignored).
+        self.secrets = path.parent / f".lab-secrets.{path.stem}.env"
 
     def host(self, node: Node) -> Host:
         return self.inventory.hosts[node.name]
@@ -463,13 +499,14 @@ class SshTarget(RemoteTarget):
     def up(self, cache_mode: str, say=print) -> None:
         check_cache_mode(cache_mode)
         servers = list(self.topo.servers)
-        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
-            list(pool.map(self.preflight, servers))
+        clients = [self.topo.client] if self.topo.client.name in self.inventory.hosts else []
+        with ThreadPoolExecutor(max_workers=len(servers) + 1) as pool:
+            list(pool.map(self.preflight, servers + clients))
         provision.write_secrets(self.secrets)
-        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
-            list(pool.map(lambda n: self.upload_repo(n, say), servers))
+        with ThreadPoolExecutor(max_workers=len(servers) + 1) as pool:
+            list(pool.map(self.upload_repo, servers + clients))
             list(pool.map(self.upload_secrets, [n for n in servers if n.role in ("db", "app")]))
-        say(f"uploaded the repo to {self.src} on {len(servers)} servers")
+        say(f"uploaded the repo to {self.src} on {len(servers + clients)} machines")
         # db first, then the app servers side by side (app1 migrates and seeds), then the
         # balancer: the order of lab/provision.py provision_all() and of the Vagrantfile.
         say(self.provision_node(self.topo.db, cache_mode), end="")
@@ -479,7 +516,14 @@ class SshTarget(RemoteTarget):
         say(self.provision_node(self.topo.balancer, cache_mode), end="")
 
     def preflight(self, node: Node) -> None:
-        """Reachable, root or passwordless sudo, and holding its topology address."""
+        """Reachable, root or passwordless sudo, and holding its topology address; a client
+        host also needs the lab's tools (its venv): nothing provisions it."""
+        if node.role == "client":
+            code, _, _ = self.execute(node, ["test", "-x", str(REMOTE_VENV / "bin" / "python")])
+            if code != 0:
+                raise LabError(f"{node.name} ({self.host(node).hostname}) has no "
+                               f"{REMOTE_VENV}: install the lab's tools there first (make "
+                               "install, on Debian/Ubuntu)")
         code, out, _ = self.execute(node, ["ip", "-o", "-4", "addr", "show"], timeout=60)
         if code != 0:
             raise LabError(f"{node.name}: 'ip addr' failed there (exit {code})")
@@ -506,6 +550,56 @@ class SshTarget(RemoteTarget):
             raise LabError("taking the lab down failed on: " + "; ".join(failures))
         self.secrets.unlink(missing_ok=True)
         say("lab is down: units stopped and removed, state deleted on every server")
+
+
+# Runs "$@" in place of the shell (same PID), while a watcher turns each line of stdin (a
+# signal name) into that signal for it, and ends it with TERM when stdin closes (the local
+# ssh went away). The watcher's output goes nowhere, so the session ends with the command.
+SIGNAL_RELAY = """exec 3<&0
+( while IFS= read -r sig <&3; do kill -s "$sig" "$$" 2>/dev/null || exit 0; done
+  kill -s TERM "$$" 2>/dev/null ) >/dev/null 2>&1 &
+exec "$@" </dev/null 3<&-
+"""
+
+
+class RemoteProcess(subprocess.Popen):
+    """The local ssh process of a remote command: its signals go to the remote command,
+    through a pipe of its own on the ssh's stdin (so communicate() cannot close it early)."""
+
+    def __init__(self, args, **kwargs):
+        read, self._signals = os.pipe()
+        try:
+            super().__init__(args, stdin=read, **kwargs)
+        finally:
+            os.close(read)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is not None or self._signals is None:
+            return
+        with contextlib.suppress(OSError):  # the remote side is gone already
+            os.write(self._signals, f"{signal.Signals(sig).name.removeprefix('SIG')}\n".encode())
+
+    def poll(self):
+        code = super().poll()
+        if code is not None:
+            self._close_signals()
+        return code
+
+    def wait(self, timeout=None):
+        code = super().wait(timeout)
+        self._close_signals()
+        return code
+
+    def _close_signals(self) -> None:
+        if getattr(self, "_signals", None) is not None:
+            os.close(self._signals)
+            self._signals = None
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        super().send_signal(signal.SIGKILL)  # the remote side sees stdin close: TERM
 
 
 # Stops, disables and removes the lab's units, its firewall table and its state.
@@ -632,6 +726,12 @@ class Inventory:
 # --- helpers --------------------------------------------------------------------------------
 
 
+def vagrant_ssh_config() -> Path:
+    """Where `vagrant ssh-config` output is kept for `ssh -F`: in Vagrant's own directory."""
+    dotfile = Path(os.environ.get("VAGRANT_DOTFILE_PATH", ".vagrant"))
+    return (paths.ROOT / dotfile) / "lab-ssh-config"  # a relative path is the project's
+
+
 def parse_ssh_config(text: str, names: list[str], save_to: Path) -> dict[str, Host]:
     """Hosts from `vagrant ssh-config` output, which is also saved for `ssh -F`."""
     import paramiko
@@ -676,8 +776,7 @@ def repo_archive(root: Path) -> bytes:
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
-        if any(p in UPLOAD_EXCLUDE or p.startswith(".lab-secrets") or p.startswith(".lab-provision")
-               for p in parts):
+        if any(p in UPLOAD_EXCLUDE or p.startswith(".lab-secrets") for p in parts):
             return None
         info.uid = info.gid = 0
         info.uname = info.gname = "root"

@@ -78,6 +78,16 @@ class Target:
 
         return lifecycle.settings().get("cache_mode", "unknown")
 
+    def stop_service(self, node: Node, service: str) -> str:
+        raise NotImplementedError
+
+    def start_service(self, node: Node, service: str) -> str:
+        raise NotImplementedError
+
+    def set_cache_mode(self, mode: str, say=print) -> None:
+        """Redeploy the app servers with another cache mode (data kept)."""
+        raise NotImplementedError
+
     def up(self, cache_mode: str, say=print) -> None:
         """Build (or bring back) the lab's nodes and provision them."""
         raise NotImplementedError
@@ -117,6 +127,25 @@ class LocalTarget(Target):
         from lab import lifecycle
 
         lifecycle.down(say=say)
+
+    def stop_service(self, node: Node, service: str) -> str:
+        from lab import lifecycle
+
+        return lifecycle.stop_service(node, service)
+
+    def start_service(self, node: Node, service: str) -> str:
+        """Provisioning is idempotent: running the node's script again starts what is
+        stopped and changes nothing else."""
+        from lab import provision
+
+        provision.run_script(self.topo, node, self.cache_mode())
+        return f"{service} on {node.name} started"
+
+    def set_cache_mode(self, mode: str, say=print) -> None:
+        from lab import lifecycle, provision
+
+        lifecycle.save_settings({**lifecycle.settings(), "cache_mode": mode})
+        provision.provision_apps(self.topo, mode, say=say)
 
 
 def get(topo: Topology, name: str | None = None) -> Target:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.memcached import PyMemcacheCache
+from pymemcache.client.base import Client
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
@@ -132,8 +133,23 @@ def invalidate(keys):
 
 
 def clear_all():
-    """Empty every app server's memcached (after a reseed, whatever the mode)."""
-    caches["default"].clear()
+    """Empty every app server's memcached (after a reseed, whatever the mode).
+
+    Server by server, so one that is down does not keep the others from being emptied.
+    Return the servers that could not be emptied.
+    """
+    pool = settings.CACHES["default"]
+    timeouts = {name: pool["OPTIONS"][name] for name in ("connect_timeout", "timeout")}
+    failed = []
+    for server in pool["LOCATION"]:
+        client = Client(server, **timeouts)
+        try:
+            client.flush_all(noreply=False)
+        except CACHE_ERRORS:
+            failed.append(server)
+        finally:
+            client.close()
+    return failed
 
 
 def ping():

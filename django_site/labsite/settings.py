@@ -55,7 +55,7 @@ DATABASES = {
 _MEMCACHED = {
     "BACKEND": "catalogue.cache.MemcachedCache",
     "KEY_FUNCTION": "catalogue.cache.memcached_key",
-    "OPTIONS": {"connect_timeout": 0.5, "timeout": 0.5},
+    "OPTIONS": {"connect_timeout": 0.5, "timeout": 0.5, "no_delay": True},
 }
 CACHES = {
     "default": {**_MEMCACHED, "LOCATION": LAB.memcached},  # one pool over every app server

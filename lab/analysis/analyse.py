@@ -46,8 +46,7 @@ def analyse(
     requests, stats = read_http(path)
     names = dict(names or {})
     balancer = find_balancer(requests, stats.path)
-    client = sorted((r for r in requests if r.server == balancer), key=_by_frame)
-    upstream = sorted((r for r in requests if r.client == balancer), key=_by_frame)
+    client, upstream = split_sides(requests, balancer)
     labels = backend_labels(upstream, names)
     sequence = [labels[(r.server, r.server_port)] for r in upstream]
     warnings, notes = [], []
@@ -132,6 +131,22 @@ def find_balancer(requests: list[HttpRequest], path: str) -> str:
         "receives and sends HTTP requests; capture on the balancer's interface so that "
         "client→balancer and balancer→app traffic are both in it"
     )
+
+
+def split_sides(requests: list[HttpRequest], balancer: str):
+    """(client→balancer requests, balancer→app requests), each in capture order.
+
+    The front is the balancer's listening endpoint. When the balancer's address also
+    sends requests to itself (client on the balancer host, or a whole lab on localhost),
+    the busiest endpoint on that address is the front: it gets every request, each app
+    only its share.
+    """
+    received = Counter((r.server, r.server_port) for r in requests if r.server == balancer)
+    front = received.most_common(1)[0][0] if received else None
+    client = [r for r in requests if (r.server, r.server_port) == front]
+    upstream = [r for r in requests
+                if r.client == balancer and (r.server, r.server_port) != front]
+    return sorted(client, key=_by_frame), sorted(upstream, key=_by_frame)
 
 
 def endpoint_text(address: str, port: int) -> str:
@@ -366,6 +381,8 @@ def build_flow(client, upstream, pairing, labels, names, balancer, order, limit)
     for front, back in exchanges[:max(limit, 0)]:
         if front is not None:
             name = names.get(front.client, front.client)
+            if name == balancer_name:  # the client runs on the balancer's host
+                name += " (client)"
             clients.setdefault(name, front.client)
             arrows += _arrows(front, name, balancer_name, with_id=False)
         if back is not None:

@@ -7,6 +7,7 @@ is counted and dropped.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,10 @@ _ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from  # ver/ihl, length, frag, p
 _ipv6 = struct.Struct("!4xHBx16s16s").unpack_from  # payload length, next header, src, dst
 _tcp = struct.Struct("!HHIIBB").unpack_from  # ports, seq, ack, data offset, flags
 _ushort = struct.Struct("!H").unpack_from
+
+
+# The usual frame in one unpack: untagged Ethernet, 20-byte IPv4 header, TCP.
+_eth_ipv4_tcp = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIBB").unpack_from
 
 NOT_IP = -1
 
@@ -96,6 +101,32 @@ def _skip_ipv6_extensions(data: bytes, offset: int, next_header: int) -> tuple[i
         offset += length
 
 
+def _locate_tcp(decode: Callable[[bytes], int], data: bytes):
+    """Return (src, dst, TCP offset, IP end) or the reason the frame is not TCP/IP."""
+    offset = decode(data)
+    if offset < 0:
+        return "not_ip"
+    version = data[offset] >> 4
+    if version == 4:
+        ver_ihl, length, frag, proto, src, dst = _ipv4(data, offset)
+        if proto != TCP:
+            return "not_tcp"
+        if frag & 0x3FFF:  # more-fragments flag or an offset: not reassembled
+            return "ip_fragments"
+        # length 0 is what TSO captures show for large segments
+        return src, dst, offset + (ver_ihl & 15) * 4, offset + length if length else len(data)
+    if version == 6:
+        length, proto, src, dst = _ipv6(data, offset)
+        l4 = offset + 40
+        end = l4 + length if length else len(data)
+        if proto != TCP:
+            l4, proto = _skip_ipv6_extensions(data, l4, proto)
+            if proto != TCP:
+                return "ip_fragments" if proto == -1 else "not_tcp"
+        return src, dst, l4, end
+    return "not_ip"
+
+
 def tcp_segments(
     frames: Iterable[tuple[float, int, bytes]],
     counts: DissectCounts,
@@ -105,13 +136,13 @@ def tcp_segments(
 
     src/dst are packed addresses (4 or 16 bytes); ``missing`` is how many payload bytes
     the snapshot length cut off. Segments with no data and no SYN/FIN/RST (about half of
-    a capture) are skipped unless ``bare_acks_wanted()``. Kept as one flat loop: it runs
-    once per frame.
+    a capture) are skipped unless ``bare_acks_wanted()``. Kept as one flat loop, with a
+    single unpack for the usual Ethernet/IPv4/TCP frame: it runs once per frame.
     """
-    not_ip = not_tcp = fragments = too_short = cut = segments = 0
+    skipped: Counter[str] = Counter()
     unknown: set[int] = set()
     last_link_type, decode = None, None
-    frame = 0
+    frame = segments = cut = 0
     try:
         for frame, (ts, link_type, data) in enumerate(frames, 1):
             if link_type != last_link_type:
@@ -120,45 +151,31 @@ def tcp_segments(
                 unknown.add(link_type)
                 continue
             try:
-                offset = decode(data)
-                if offset < 0:
-                    not_ip += 1
-                    continue
-                version = data[offset] >> 4
-                if version == 4:
-                    ver_ihl, length, frag, proto, src, dst = _ipv4(data, offset)
-                    if proto != TCP:
-                        not_tcp += 1
-                        continue
-                    if frag & 0x3FFF:  # more-fragments flag or an offset: not reassembled
-                        fragments += 1
-                        continue
-                    l4 = offset + (ver_ihl & 15) * 4
-                    # length 0 is what TSO captures show for large segments
-                    end = offset + length if length else len(data)
-                elif version == 6:
-                    length, proto, src, dst = _ipv6(data, offset)
-                    l4 = offset + 40
-                    end = l4 + length if length else len(data)
-                    if proto != TCP:
-                        l4, proto = _skip_ipv6_extensions(data, l4, proto)
-                        if proto != TCP:
-                            fragments += proto == -1
-                            not_tcp += proto != -1
-                            continue
+                if link_type == 1 and len(data) >= 48:
+                    (ethertype, ver_ihl, length, frag, proto, src, dst, sport, dport, seq, ack,
+                     data_offset, flags) = _eth_ipv4_tcp(data)
+                    usual = ethertype == ETHERTYPE_IPV4 and ver_ihl == 0x45 and proto == TCP \
+                        and not frag & 0x3FFF
                 else:
-                    not_ip += 1
-                    continue
-                sport, dport, seq, ack, data_offset, flags = _tcp(data, l4)
+                    usual = False
+                if usual:
+                    l4, end = 34, 14 + length if length else len(data)
+                else:
+                    located = _locate_tcp(decode, data)
+                    if isinstance(located, str):
+                        skipped[located] += 1
+                        continue
+                    src, dst, l4, end = located
+                    sport, dport, seq, ack, data_offset, flags = _tcp(data, l4)
             except (struct.error, IndexError):
-                too_short += 1
+                skipped["too_short"] += 1
                 continue
             segments += 1
             start = l4 + (data_offset >> 4) * 4
             if end == start and not flags & 0x07 and not bare_acks_wanted():
                 continue
             if end < start:  # a bogus IP length shorter than the headers
-                too_short += 1
+                skipped["too_short"] += 1
                 continue
             payload = data[start:end]
             missing = end - start - len(payload)
@@ -166,7 +183,8 @@ def tcp_segments(
                 cut += 1
             yield frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing
     finally:
-        counts.not_ip, counts.not_tcp, counts.ip_fragments = not_ip, not_tcp, fragments
-        counts.too_short, counts.cut_by_snaplen = too_short, cut
+        counts.not_ip, counts.not_tcp = skipped["not_ip"], skipped["not_tcp"]
+        counts.ip_fragments, counts.too_short = skipped["ip_fragments"], skipped["too_short"]
+        counts.cut_by_snaplen = cut
         counts.unknown_link_types = frozenset(unknown)
         counts.frames, counts.tcp_segments = frame, segments

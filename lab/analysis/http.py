@@ -152,6 +152,8 @@ class HttpParser:
                     self._message_done(ts, frame)
                 else:
                     self.state = CHUNK_SIZE
+        elif self.state == SYNC:
+            self.carry = b""  # bytes on either side of a hole do not join up
         elif self.state not in (UNTIL_CLOSE, DEAD):
             self._lose_track()
 
@@ -171,9 +173,11 @@ class HttpParser:
             if pos == size:
                 return data, pos, size
             self.first_frame, self.first_ts = frame, ts
-            end = data.find(b"\r\n\r\n", pos)
+            end = data.find(b"\r\n\r\n", pos, pos + MAX_HEAD)
             if end >= 0:  # the usual case: a whole head in one segment, no copy
-                return self._complete_head(data[pos:end], data, end + 4, ts, frame)
+                if self._head_done(data[pos:end], ts, frame):
+                    return data, end + 4, size
+                return self._reject_head(data[pos:])
         search_from = max(len(buf) - 3, 0)
         buf += memoryview(data)[pos:]
         end = buf.find(b"\r\n\r\n", search_from)
@@ -184,13 +188,10 @@ class HttpParser:
         # The head ends in this segment: what follows it is this segment's tail.
         after = size - (len(buf) - end - 4)
         head = bytes(buf[:end])
+        if end > MAX_HEAD or not self._head_done(head, ts, frame):
+            return self._reject_head()
         buf.clear()
-        return self._complete_head(head, data, after, ts, frame)
-
-    def _complete_head(self, head: bytes, data: bytes, after: int, ts: float, frame: int):
-        if len(head) > MAX_HEAD or not self._head_done(head, ts, frame):
-            return self._reject_head(head + b"\r\n\r\n" + data[after:])
-        return data, after, len(data)
+        return data, after, size
 
     def _plausible(self, buf: bytearray) -> bool:
         if len(buf) < 22 and b"\n" not in buf:

@@ -17,6 +17,7 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 MASK = 0xFFFFFFFF
 HALF_SPACE = 0x80000000
 MAX_PENDING = 512 * 1024  # bytes held per direction while waiting for a missing segment
+MAX_PENDING_SEGMENTS = 512  # and segments: draining looks for the earliest each time
 MAX_RETIRED = 65536  # closed connections remembered, to recognise late retransmissions
 
 
@@ -59,13 +60,23 @@ class Direction:
             self._drain()
 
     def acknowledged(self, ack: int) -> None:
-        """The peer acknowledged ``ack``: any hole before it was lost by the capture only."""
-        while self.pending and seq_distance(ack, self.next_seq) > 0:
+        """The peer acknowledged ``ack``: a hole before it was lost by the capture only.
+
+        A hole that reaches past ``ack`` is left alone: its bytes may still arrive.
+        """
+        while self.pending:
+            acked = seq_distance(ack, self.next_seq)
+            if acked <= 0 or self._first_held()[1] > acked:
+                return
             self.skip_hole()
 
-    def skip_hole(self) -> None:
+    def _first_held(self) -> tuple[int, int]:
+        """(seq, distance from next_seq) of the earliest segment held."""
         first = min(self.pending, key=lambda seq: seq_distance(seq, self.next_seq))
-        hole = seq_distance(first, self.next_seq)
+        return first, seq_distance(first, self.next_seq)
+
+    def skip_hole(self) -> None:
+        first, hole = self._first_held()
         if hole > 0:
             self.tracker.bytes_not_captured += hole
             self._parser().gap(hole, *self.pending[first][2:])
@@ -84,13 +95,12 @@ class Direction:
             self.tracker.holding += 1
         self.pending[seq] = (payload, missing, ts, frame)
         self.pending_bytes += len(payload)
-        if self.pending_bytes > MAX_PENDING:
+        if self.pending_bytes > MAX_PENDING or len(self.pending) > MAX_PENDING_SEGMENTS:
             self.skip_hole()
 
     def _drain(self) -> None:
         while self.pending:
-            seq = min(self.pending, key=lambda s: seq_distance(s, self.next_seq))
-            offset = seq_distance(seq, self.next_seq)
+            seq, offset = self._first_held()
             if offset > 0:
                 return
             payload, missing, ts, frame = self.pending.pop(seq)
@@ -167,7 +177,12 @@ class TcpTracker:
         if flags & ACK and direction.peer.pending:
             direction.peer.acknowledged(ack)
         if payload or missing:
-            direction.receive(seq, payload, missing, ts, frame)
+            parser = direction.parser
+            if seq == direction.next_seq and parser and not missing and not direction.pending:
+                direction.next_seq = (seq + len(payload)) & MASK  # the usual, in-order case
+                parser.feed(payload, ts, frame)
+            else:
+                direction.receive(seq, payload, missing, ts, frame)
         if flags & (FIN | RST):
             self._closing(direction, flags, ts, frame)
 

@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from multiprocessing import connection
 
 from hdrh.histogram import HdrHistogram
 
@@ -164,8 +165,7 @@ def run(plan: Plan, show_progress: bool = True) -> dict:
         send.close()
         children.append(proc)
         pipes.append(receive)
-    watch(plan, progress, children, show_progress)
-    parts = [pipe.recv() for pipe in pipes]
+    parts = collect(plan, progress, pipes, show_progress)
     for proc in children:
         proc.join()
     fatal = [p["fatal"] for p in parts if "fatal" in p]
@@ -174,12 +174,22 @@ def run(plan: Plan, show_progress: bool = True) -> dict:
     return merge(plan, parts)
 
 
-def watch(plan: Plan, progress, children, show: bool) -> None:
-    """A progress bar on stderr while the children work."""
+def collect(plan: Plan, progress, pipes: list, show: bool) -> list[dict]:
+    """Each child's result, read as soon as it is sent (a large one would otherwise fill
+    the pipe and block the child), with a progress bar on stderr meanwhile."""
+    results: dict[int, dict] = {}
+
+    def receive_ready(timeout: float) -> None:
+        for pipe in connection.wait([p for p in pipes if id(p) not in results], timeout):
+            try:
+                results[id(pipe)] = pipe.recv()
+            except EOFError:
+                results[id(pipe)] = {"fatal": "a load generator process died"}
+
     if not show:
-        for proc in children:
-            proc.join()
-        return
+        while len(results) < len(pipes):
+            receive_ready(1.0)
+        return [results[id(p)] for p in pipes]
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -191,12 +201,13 @@ def watch(plan: Plan, progress, children, show: bool) -> None:
     started = time.time()
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("load", total=total, rps="-")
-        while any(proc.is_alive() for proc in children):
+        while len(results) < len(pipes):
+            receive_ready(0.2)
             elapsed = max(1e-3, time.time() - started - 0.3)
             count = progress.value
             done = count if plan.requests else min(elapsed, plan.duration)
             bar.update(task, completed=done, rps=f"{count / elapsed:,.0f}")
-            time.sleep(0.2)
+    return [results[id(p)] for p in pipes]
 
 
 def merge(plan: Plan, parts: list[dict]) -> dict:

@@ -127,6 +127,7 @@ class Capture:
 def run(target: Target, opts: Options, say=print) -> tuple[dict, Path]:
     """The whole run; returns the result (also saved as JSON) and the path stem."""
     opts.check()
+    opts.record = opts.record or opts.workload == "mixed"  # the checker needs every request
     paths.CAPTURES.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = paths.CAPTURES / f"{stamp}-{opts.label}"
@@ -142,6 +143,10 @@ def run(target: Target, opts: Options, say=print) -> tuple[dict, Path]:
     result.update(label=opts.label, started=stamp, target=target.name,
                   memcached=diff.memcached, postgres=diff.postgres,
                   cache_mode=target.cache_mode())
+    if opts.workload == "mixed":
+        from lab.traffic.consistency import check_records
+
+        result["consistency"] = check_records(result["records"]).to_dict()
     if opts.capture:
         result["analysis"] = analyse_capture(target, stem.with_suffix(".pcap"), opts.traffic)
     result["failures"] = failures(result)
@@ -171,6 +176,10 @@ def failures(result: dict) -> list[str]:
     capture = result.get("capture", {})
     if capture.get("dropped_by_kernel"):
         found.append(f"the capture lost {capture['dropped_by_kernel']} packets (kernel drops)")
+    stale = result.get("consistency", {}).get("stale_reads")
+    if stale:
+        found.append(f"{stale} stale reads (a read returned an older version than a write "
+                     "acknowledged before it began)")
     analysis = result.get("analysis")
     if analysis and analysis["verdict"] != "pass":
         found.append("the capture's verdict is fail: " + "; ".join(analysis.get("reasons", [])))

@@ -34,6 +34,19 @@ def show(result: dict, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     show_backends(result, console)
+    if "consistency" in result:
+        show_consistency(result["consistency"], console)
+
+
+def show_consistency(report: dict, console: Console) -> None:
+    colour = "red" if report["stale_reads"] else "green"
+    console.print(f"consistency: {report['reads']:,} reads, {report['writes']:,} acknowledged "
+                  f"writes -> [bold {colour}]{report['stale_reads']} stale reads[/]")
+    for example in report["examples"]:
+        console.print(f"  product {example['product']}: read version "
+                      f"{example['read_version']}, but version "
+                      f"{example['acknowledged_version']} was acknowledged "
+                      f"{example['acknowledged_before_read_ms']} ms before the read began")
 
 
 def show_backends(result: dict, console: Console) -> None:

@@ -103,3 +103,38 @@ def make(name: str, products: int, categories: int) -> Workload:
         from lab.errors import LabError
 
         raise LabError(f"--workload {name!r}: choose one of {', '.join(WORKLOADS)}") from None
+
+
+class Mixed(Workload):
+    """Reads and writes of the same few products, for the consistency checker: every write
+    bumps the product's version, every read reports the version it saw."""
+
+    name = "mixed"
+    description = "product reads and writes (10%) on a hot set, checked for stale reads"
+    hot = 100
+    write_share = 0.10
+
+    def __init__(self, products: int, categories: int):
+        super().__init__(products, categories)
+        self.zipf = Zipf(min(self.hot, products))
+
+    def next(self, rng):
+        product = self.zipf.draw(rng)
+        if rng.random() < self.write_share:
+            body = f"stock={rng.randint(0, 999)}".encode()
+            return Request("POST", f"/products/{product}/update", body, key=product)
+        return Request("GET", f"/products/{product}/", key=product)
+
+
+class Herd(Workload):
+    """Every request for one product: with an empty cache, a thundering herd."""
+
+    name = "herd"
+    description = "all requests for one product (start with it uncached)"
+    product = 1
+
+    def next(self, rng):
+        return Request("GET", f"/products/{self.product}/", key=self.product)
+
+
+WORKLOADS.update({w.name: w for w in (Mixed, Herd)})

@@ -156,3 +156,21 @@ def test_upstream_only_capture_uses_the_sender_as_balancer(tmp_path):
     assert (result.client_requests, result.requests) == (0, 6)
     assert result.pairing == "none"
     assert result.verdict == "pass"
+
+
+def test_whole_lab_on_one_address_is_split_by_port(tmp_path):
+    """A student's localhost setup: nginx on :80, apps on :8001-8003, client local too."""
+    wire = ps.Wire()
+    here = "127.0.0.1"
+    upstream = {name: wire.connect(here, here, 8001 + i) for i, name in enumerate(ORDER)}
+    for number, backend in enumerate(ps.rotation(6)):
+        front = wire.connect(here, here, 80)
+        front.send(True, ps.http_request("GET", f"/p/{number}"))
+        upstream[backend].send(True, ps.http_request("GET", f"/p/{number}"))
+        upstream[backend].send(False, ps.http_response(200, backend))
+        front.send(False, ps.http_response(200))
+    result = analyse(ps.write_pcap(tmp_path / "lo.pcap", wire.packets), flow_limit=1)
+    assert (result.client_requests, result.requests) == (6, 6)
+    assert result.upstream_counts == {"app1": 2, "app2": 2, "app3": 2}
+    assert result.verdict == "pass"
+    assert [name for name, _ in result.columns[:2]] == ["127.0.0.1 (client)", "127.0.0.1"]

@@ -147,3 +147,15 @@ def test_hole_is_skipped_as_soon_as_the_peer_acknowledges_past_it(tmp_path):
     requests, _ = read_http(write(tmp_path, packets))
     b_request = next(r for r in client_side(requests) if r.uri == "/b")
     assert b_request.status == 200  # its response was matched in step, not after a flush
+
+
+def test_duplicate_of_a_segment_waiting_behind_a_hole_is_counted_once(tmp_path):
+    lab = ps.Lab(client_keepalive=True)
+    lab.exchange("app1", uri="/late-start", pieces=3, reorder=True)  # sends 2, 3, then 1
+    first_data = next(i for i, p in enumerate(lab.wire.packets)
+                      if p.haslayer(Raw) and b"/late" not in bytes(p[Raw].load)
+                      and p[IP].dst == ps.BALANCER)
+    lab.wire.packets.insert(first_data + 2, lab.wire.packets[first_data].copy())
+    result = analyse(write(tmp_path, lab.wire.packets))
+    assert result.retransmissions == 1
+    assert result.client_requests == 1

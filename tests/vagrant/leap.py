@@ -15,7 +15,8 @@ upper directory (in the test's tmp_path), inside new mount, network and PID name
   daemon the stand-ins started when the session ends. The host's files are never written:
   all writes land in the upper directory.
 
-    run_session(tmp_path, steps) -> list of step results, records (the stand-ins' JSON lines)
+    vm = Vm(tmp_path / "app1"); vm.run(steps) -> each step's returncode and output;
+    vm.records() -> what the stand-ins did (JSON lines); vm.path("/etc/...") -> a file it wrote
 """
 
 from __future__ import annotations

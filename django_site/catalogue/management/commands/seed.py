@@ -33,10 +33,10 @@ class Command(BaseCommand):
 
     def _clear_cache(self):
         # Cached pages may show the replaced rows, on any node and in any mode.
-        try:
-            cache.clear_all()
-        except cache.CACHE_ERRORS as error:
-            self.stderr.write(f"seed: warning: memcached not cleared, pages may be stale: {error}")
+        failed = cache.clear_all()
+        if failed:
+            servers = ", ".join(failed)
+            self.stderr.write(f"seed: warning: could not empty memcached on {servers}: stale pages")
 
 
 def _matches(category_rows, product_rows):
