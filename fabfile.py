@@ -65,8 +65,8 @@ def demo(c, target=None):
     "label": "name in the capture's file name", "no_capture": "skip the packet capture",
     "processes": "load generator processes (default: one per core)", "target": TARGET})
 @cli.one_line_errors
-def loadtest(c, requests=None, duration=None, concurrency=16, rate=None, workload="product",
-             label="loadtest", no_capture=False, processes=0, target=None):
+def loadtest(c, requests=None, duration=None, concurrency=None, rate=None, workload="product",
+             label="loadtest", no_capture=False, processes=None, target=None):
     """Drive traffic from the client node, capture it on the balancer, judge it."""
     from lab.traffic.loadtest import Options
 
@@ -74,9 +74,10 @@ def loadtest(c, requests=None, duration=None, concurrency=16, rate=None, workloa
         duration = 10
     opts = Options(workload=workload, requests=cli.number(requests, int, "--requests"),
                    duration=cli.number(duration, float, "--duration"),
-                   concurrency=cli.number(concurrency, int, "--concurrency"),
+                   concurrency=cli.number(concurrency or 16, int, "--concurrency"),
                    rate=cli.number(rate, float, "--rate"), label=label,
-                   capture=not no_capture, processes=cli.number(processes, int, "--processes"))
+                   capture=not no_capture,
+                   processes=cli.number(processes or 0, int, "--processes"))
     cli.loadtest(opts, target)
 
 
@@ -85,11 +86,11 @@ def loadtest(c, requests=None, duration=None, concurrency=16, rate=None, workloa
             "png": "draw the flow diagram into this PNG file",
             "traffic": "sequential or concurrent (default: detected from the capture)"})
 @cli.one_line_errors
-def analyse(c, pcap, json=False, flow=0, png=None, traffic=None):
+def analyse(c, pcap, json=False, flow=None, png=None, traffic=None):
     """Prove from a capture what the balancer did: rotation, balance, upstream times."""
     from invoke.exceptions import Exit
 
-    code = cli.analyse(pcap, json, cli.number(flow, int, "--flow"), png, traffic)
+    code = cli.analyse(pcap, json, cli.number(flow or 0, int, "--flow"), png, traffic)
     if code:
         raise Exit(code=code)
 

@@ -88,8 +88,17 @@ def shell(node_name: str) -> None:
 def stats(target: str | None) -> None:
     from lab import stats as lab_stats
 
-    snap = lab_stats.snapshot(targets.get(load_topology(), target))
+    chosen = targets.get(load_topology(), target)
+    snap = lab_stats.snapshot(chosen)
+    console.print(f"cache mode: [bold]{chosen.cache_mode()}[/]")
     show_stats(snap, title="memcached (since each server started)")
+    last = lab_stats.last_loadtest(paths.CAPTURES)
+    if last:
+        from lab.traffic import report
+
+        console.rule(f"the last loadtest: {last['label']} ({last['started']}, "
+                     f"{last['plan']['workload']}, cache mode {last.get('cache_mode', '?')})")
+        report.show_backends(last, console)
 
 
 def show_stats(snap, title: str) -> None:
@@ -159,6 +168,8 @@ def verdict_text_from(analysis: dict, _render) -> str:
 def analyse(pcap: str, as_json: bool, flow: int, png: str | None, traffic: str | None) -> int:
     from lab.analysis import cli as analysis_cli
 
+    if traffic not in (None, "sequential", "concurrent"):
+        raise LabError(f"--traffic {traffic!r}: choose sequential or concurrent")
     argv = [pcap, "--topology", str(os.environ.get("LAB_TOPOLOGY", topology.DEFAULT_PATH))]
     argv += ["--json"] if as_json else []
     argv += ["--flow", str(flow)] if flow else []

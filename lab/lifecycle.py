@@ -22,7 +22,7 @@ PIDFILES = {
 }
 
 
-def up(topo: Topology, cache_mode: str = "leases", say=print) -> float:
+def up(topo: Topology, cache_mode: str = "leases", say=print, test_hooks: bool = False) -> float:
     """Bring the lab up; returns the seconds it took. A leftover lab is removed first."""
     if cache_mode not in provision.CACHE_MODES:
         raise LabError(f"--cache {cache_mode!r}: choose one of {', '.join(provision.CACHE_MODES)}")
@@ -36,7 +36,8 @@ def up(topo: Topology, cache_mode: str = "leases", say=print) -> float:
     say(f"network: {len(topo.nodes)} namespaces on bridge {topo.bridge}, guard route "
         f"for {topo.subnet}")
     provision.write_secrets(paths.SECRETS)
-    save_settings({"cache_mode": cache_mode, "topology": str(topo.path)})
+    save_settings({"cache_mode": cache_mode, "topology": str(topo.path),
+                   "test_hooks": test_hooks})
     provision.provision_all(topo, cache_mode, say=say)
     return time.monotonic() - start
 

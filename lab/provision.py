@@ -3,6 +3,7 @@ topology. The Vagrantfile derives the same environment in Ruby (tests compare th
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ CACHE_MODES = ("off", "local", "shared", "leases")
 
 
 def environment(topo: Topology, node: Node, *, init: str, state: Path, src: Path, venv: Path,
-                cache_mode: str) -> dict[str, str]:
+                cache_mode: str, test_hooks: bool = False) -> dict[str, str]:
     """Everything a provision script knows about the lab, as LAB_* variables."""
     apache, app_size = topo.apache, topo.sizes["app"]
     return {
@@ -45,6 +46,9 @@ def environment(topo: Topology, node: Node, *, init: str, state: Path, src: Path
         "LAB_PRODUCTS": str(topo.site.products),
         "LAB_CATEGORIES": str(topo.site.categories),
         "LAB_CACHE_MODE": cache_mode,
+        # Only the tests turn this on: it lets a request slow the cache's read-then-set
+        # down on purpose, to stage the stale-set race deterministically.
+        "LAB_TEST_HOOKS": "1" if test_hooks else "0",
         # The first app server applies migrations and seeds, once the db is up.
         "LAB_MIGRATE": "1" if node == topo.apps[0] else "0",
     }
@@ -64,7 +68,15 @@ def write_secrets(path: Path) -> None:
 
 def local_env(topo: Topology, node: Node, cache_mode: str) -> dict[str, str]:
     return environment(topo, node, init="direct", state=paths.STATE, src=paths.ROOT,
-                       venv=paths.VENV, cache_mode=cache_mode)
+                       venv=paths.VENV, cache_mode=cache_mode, test_hooks=test_hooks_on())
+
+
+def test_hooks_on() -> bool:
+    """Chosen at 'fab up' time and kept in the lab's settings (tests only)."""
+    try:
+        return bool(json.loads(paths.LAB_SETTINGS.read_text()).get("test_hooks"))
+    except (OSError, ValueError):
+        return False
 
 
 def run_script(topo: Topology, node: Node, cache_mode: str) -> str:

@@ -11,22 +11,25 @@ import os
 
 import pytest
 
-from lab import lifecycle, topology
+from lab import control, lifecycle, topology
 from lab.targets import LocalTarget
 
 
 class LabManager:
     def __init__(self):
         self.current: str | None = None
-        self.cache_mode = "leases"
 
     def use(self, path=topology.DEFAULT_PATH, cache_mode: str = "leases") -> LocalTarget:
+        """The lab of this topology, in this cache mode: brought up, or switched."""
         topo = topology.load(path)
-        key = f"{topo.path}:{cache_mode}"
-        if self.current != key:
-            lifecycle.up(topo, cache_mode=cache_mode, say=lambda *a, **k: None)
-            self.current = key
-        return LocalTarget(topo)
+        if self.current != str(topo.path):
+            lifecycle.up(topo, cache_mode=cache_mode, say=lambda *a, **k: None,
+                         test_hooks=True)
+            self.current = str(topo.path)
+        target = LocalTarget(topo)
+        if target.cache_mode() != cache_mode:
+            control.switch_cache(target, cache_mode, say=lambda *a, **k: None)
+        return target
 
     def forget(self) -> None:
         """The lab was taken down by a test: the next use brings it up again."""

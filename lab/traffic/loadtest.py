@@ -21,6 +21,7 @@ from lab import paths
 from lab import stats as lab_stats
 from lab.errors import LabError
 from lab.targets import Target
+from lab.traffic import workloads
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
@@ -48,6 +49,9 @@ class Options:
             raise LabError(f"--concurrency {self.concurrency}: must be from 1 to 1024")
         if self.rate is not None and self.rate <= 0:
             raise LabError(f"--rate {self.rate}: must be a positive number of requests/s")
+        workloads.make(self.workload, 1, 1)  # an unknown name is one clear line
+        if self.processes < 0:
+            raise LabError(f"--processes {self.processes}: must be 0 (one per core) or more")
         if not LABEL_RE.match(self.label):
             raise LabError(f"--label {self.label!r}: use 1-40 letters, digits, '.', '_' or '-'")
 

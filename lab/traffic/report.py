@@ -66,8 +66,9 @@ def show_backends(result: dict, console: Console) -> None:
     pg = result["postgres"]
     if pg.get("ok"):
         pages = max(1, result["completed"])
-        console.print(f"PostgreSQL during the run: {pg['statements']:,} statements "
-                      f"({pg['statements'] / pages:.3f} per request), "
+        console.print(f"PostgreSQL during the run: {pg['statements']:,} statements, "
+                      f"[bold]{pg['statements'] / pages:.4f} database queries per page view"
+                      "[/], "
                       f"{pg['transactions']:,} transactions, {pg['rows_fetched']:,} rows fetched")
 
 
