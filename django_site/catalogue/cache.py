@@ -322,8 +322,9 @@ class Replayer:
     MAX_KEYS = 10_000
     FLUSH = object()
 
-    def __init__(self, make_client):
+    def __init__(self, make_client, threaded=True):
         self._make_client = make_client  # server -> a Client of its own
+        self._threaded = threaded  # False: replay() is called by hand (tests)
         self._lock = threading.Lock()
         self._pending = {}  # server -> set of keys, or FLUSH
         self._thread = None
@@ -335,7 +336,7 @@ class Replayer:
                 pending.update(keys)
                 if len(pending) > self.MAX_KEYS:
                     self._pending[server] = self.FLUSH
-            if self._thread is None:
+            if self._threaded and self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cache-replay", daemon=True)
                 self._thread.start()
 

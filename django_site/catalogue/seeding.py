@@ -64,3 +64,20 @@ def generate(products, categories):
     if categories < 1 or products < 0:
         raise ValueError("need at least one category and no negative product count")
     return category_rows(categories), product_rows(products, categories)
+
+
+def already_seeded(category_ids, product_ids, categories, products):
+    """Is the catalogue seeded for these counts, whatever was written to it since?
+
+    *_ids: (row count, smallest id, largest id) of each table. True when the tables hold
+    exactly ids 1..categories and 1..products (ids are unique, so count and bounds tell).
+    An empty catalogue, other counts or other ids: False, and the seed replaces it all.
+    """
+    return _exactly(category_ids, categories) and _exactly(product_ids, products)
+
+
+def _exactly(ids, count):
+    found, first, last = ids
+    if found != count:
+        return False
+    return count == 0 or (first, last) == (1, count)

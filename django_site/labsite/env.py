@@ -20,6 +20,7 @@ class LabEnv:
     memcached: list[str]
     memcached_local: str
     cache_mode: str
+    test_hooks: bool = False
 
 
 def required(environ, name, allow_empty=False):
@@ -58,6 +59,14 @@ def choice(environ, name, choices, default):
     return value
 
 
+def flag(environ, name):
+    """An on/off switch: "1" on; unset, empty or "0" off; anything else is refused."""
+    value = environ.get(name, "").strip()
+    if value not in ("", "0", "1"):
+        raise ImproperlyConfigured(f"{name} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def database(environ):
     return {
         "HOST": required(environ, "LAB_DB_HOST"),
@@ -92,5 +101,7 @@ def read(environ):
         db=db,
         memcached=pool,
         memcached_local=local,
-        cache_mode=choice(environ, "LAB_CACHE_MODE", CACHE_MODES, default="shared"),
+        cache_mode=choice(environ, "LAB_CACHE_MODE", CACHE_MODES, default="leases"),
+        # Only for the lab's tests: lets a request slow its cache set down (catalogue/cache.py).
+        test_hooks=flag(environ, "LAB_TEST_HOOKS"),
     )

@@ -16,6 +16,7 @@ DEBUG = False
 ALLOWED_HOSTS = LAB.allowed_hosts
 LAB_NODE = LAB.node
 LAB_CACHE_MODE = LAB.cache_mode
+LAB_TEST_HOOKS = LAB.test_hooks  # X-Lab-Delay-Set-Ms is obeyed only when this is on
 
 INSTALLED_APPS = ["catalogue"]
 
