@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lab import paths
 from lab.errors import LabError
 from lab.probing import probe
 from lab.targets import Target
@@ -32,7 +31,7 @@ def check(target: Target) -> list[NodeHealth]:
         mc = {r["server"]: r
               for r in probe(target, backend, "memcached", *topo.memcached_servers())}
         db = probe(target, backend, "postgres", topo.db.address, str(topo.ports.postgres),
-                   extra_env=db_password())
+                   extra_env=db_password(target))
     except LabError as exc:
         return [NodeHealth(n.name, n.role, n.address, False, {"lab": str(exc)})
                 for n in topo.nodes]
@@ -84,17 +83,17 @@ def node_up(target: Target, node) -> bool:
         return False
 
 
-def db_password() -> dict[str, str]:
+def db_password(target: Target) -> dict[str, str]:
     """The DB password from the lab's secrets file, for the probe's connection."""
     try:
-        lines = paths.SECRETS.read_text().splitlines()
+        lines = target.secrets.read_text().splitlines()
     except OSError:
-        raise LabError(f"no secrets file {paths.SECRETS}: is the lab up? (fab up)") from None
+        raise LabError(f"no secrets file {target.secrets}: is the lab up? (fab up)") from None
     for line in lines:
         key, _, value = line.partition("=")
         if key == "LAB_DB_PASSWORD":
             return {key: value}
-    raise LabError(f"{paths.SECRETS} has no LAB_DB_PASSWORD: run 'fab up' again")
+    raise LabError(f"{target.secrets} has no LAB_DB_PASSWORD: run 'fab up' again")
 
 
 def as_json(report: list[NodeHealth]) -> dict:

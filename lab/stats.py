@@ -29,7 +29,7 @@ def snapshot(target: Target) -> Snapshot:
     for app, result in zip(topo.apps, servers, strict=True):
         memcached[app.name] = result["stats"] if result["ok"] else {"error": result["error"]}
     postgres = probe(target, backend, "postgres", topo.db.address, str(topo.ports.postgres),
-                     extra_env=db_password())
+                     extra_env=db_password(target))
     return Snapshot(memcached=memcached, postgres=postgres)
 
 

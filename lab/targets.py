@@ -31,6 +31,7 @@ class Result:
 class Target:
     name = "abstract"
     env_in_argv = True  # remote targets pass variables on the remote command line
+    secrets = paths.SECRETS  # the lab's secrets file on this machine
 
     def __init__(self, topo: Topology):
         self.topo = topo
@@ -63,6 +64,10 @@ class Target:
 
     def traffic_node(self) -> Node:
         return self.topo.client
+
+    def interface(self, node: Node) -> str:
+        """The node's interface on the lab network (captures listen there)."""
+        return "eth0"
 
     def capture_path(self, local: Path) -> Path:
         """Where a capture destined for ``local`` is written on the balancer node."""

@@ -53,7 +53,8 @@ role_packages() {
                             --zypper nginx tcpdump rsync gettext-runtime ;;
     app) want_packages --apt apache2 apache2-dev memcached nftables rsync gettext-base \
                              python3-venv python3-dev gcc \
-                       --zypper apache2 apache2-devel memcached nftables rsync gettext-runtime \
+                       --zypper apache2 apache2-event apache2-devel memcached nftables rsync \
+                                gettext-runtime \
                                 python311 python311-devel python311-pip gcc ;;
     db) want_packages --apt postgresql postgresql-contrib rsync gettext-base \
                       --zypper postgresql-server postgresql-contrib rsync gettext-runtime ;;

@@ -101,8 +101,8 @@ class Capture:
         # still in the kernel buffer. -B: a 128 MiB buffer, so a burst on two busy cores is
         # not dropped (the default 2 MiB lost packets at ~1.5k req/s). -Z root: write where
         # we ask, as the caller.
-        argv = ["tcpdump", "-i", "eth0", "-s", "0", "--immediate-mode", "-B", "131072",
-                "-Z", "root",
+        argv = ["tcpdump", "-i", self.target.interface(self.node), "-s", "0",
+                "--immediate-mode", "-B", "131072", "-Z", "root",
                 "-w", str(self.target.capture_path(self.path)), "tcp"]
         self.proc = self.target.popen(self.node, argv, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # "listening on eth0 ..." once it captures

@@ -48,7 +48,7 @@ def write(lab, app, product: int) -> int:
 def product_queries(lab) -> int:
     topo = lab.topo
     return probe(lab, topo.apps[0], "pgcalls", topo.db.address, str(topo.ports.postgres),
-                 PRODUCT_QUERY, extra_env=db_password())["calls"]
+                 PRODUCT_QUERY, extra_env=db_password(lab))["calls"]
 
 
 def slow_cold_read(lab, app, product: int, delay_ms: int) -> subprocess.Popen:

@@ -24,10 +24,10 @@ def test_db_admits_only_the_app_servers(lab):
     topo = lab.topo
     port = str(topo.ports.postgres)
     for app in topo.apps:
-        assert probe(lab, app, "postgres", topo.db.address, port, extra_env=db_password())["ok"]
+        assert probe(lab, app, "postgres", topo.db.address, port, extra_env=db_password(lab))["ok"]
     for outsider in (topo.balancer, topo.client):
         result = probe(lab, outsider, "postgres", topo.db.address, port,
-                       extra_env=db_password())
+                       extra_env=db_password(lab))
         assert not result["ok"]
         assert "no pg_hba.conf entry" in result["error"]
 

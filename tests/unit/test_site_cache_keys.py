@@ -66,4 +66,31 @@ def test_no_server_is_not_remembered():
 def test_every_cache_mode_has_a_behaviour():
     from labsite.env import CACHE_MODES
 
-    assert set(cache._ALIAS_BY_MODE) == set(CACHE_MODES)
+    assert set(cache.MODES) == set(CACHE_MODES)
+
+
+def test_the_mode_table():
+    assert cache.MODES["off"].alias is None
+    assert cache.MODES["local"].alias == "local"  # this node's memcached only
+    assert cache.MODES["shared"].alias == cache.MODES["leases"].alias == "default"
+    assert [name for name, mode in cache.MODES.items() if mode.leases] == ["leases"]
+
+
+@pytest.mark.parametrize(
+    ("header", "enabled", "ms"),
+    [
+        ("1500", True, 1500),
+        (" 20 ", True, 20),
+        ("0", True, 0),
+        ("5000", True, 5000),
+        ("5001", True, 0),  # above the cap: ignored, not clamped
+        ("-5", True, 0),
+        ("1.5", True, 0),
+        ("abc", True, 0),
+        ("\uff11\uff12", True, 0),  # fullwidth digits: isdigit() but not a number to us
+        (None, True, 0),
+        ("1500", False, 0),  # hooks off: the header means nothing
+    ],
+)
+def test_the_delay_hook_header(header, enabled, ms):
+    assert cache.set_delay_ms(header, enabled) == ms

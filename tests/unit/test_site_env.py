@@ -41,7 +41,8 @@ def test_reads_a_complete_environment():
     }
     assert lab.memcached == GOOD["LAB_MEMCACHED"].split(",")  # topology order kept
     assert lab.memcached_local == "192.168.56.12:11211"
-    assert lab.cache_mode == "shared"
+    assert lab.cache_mode == "leases"  # the default: the mode without stale reads
+    assert lab.test_hooks is False
 
 
 @pytest.mark.parametrize(
@@ -79,6 +80,7 @@ def test_cache_modes(mode):
     ("changes", "message"),
     [
         ({"LAB_CACHE_MODE": "fast"}, "LAB_CACHE_MODE must be one of off, local, shared, leases"),
+        ({"LAB_TEST_HOOKS": "yes"}, "LAB_TEST_HOOKS must be 0 or 1"),
         ({"LAB_DB_PORT": "54x"}, "LAB_DB_PORT is not a TCP port"),
         ({"LAB_DB_PORT": "70000"}, "LAB_DB_PORT is not a TCP port"),
         ({"LAB_MEMCACHED": "a:1,,b:2"}, "LAB_MEMCACHED has an empty item"),
@@ -94,3 +96,8 @@ def test_bad_values_are_refused(changes, message):
 def test_port_and_mode_defaults_can_be_overridden():
     lab = read(LAB_DB_PORT="55432", LAB_CACHE_MODE="local")
     assert (lab.db["PORT"], lab.cache_mode) == (55432, "local")
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), (" 1 ", True), ("0", False), ("", False)])
+def test_test_hooks_switch(value, on):
+    assert read(LAB_TEST_HOOKS=value).test_hooks is on

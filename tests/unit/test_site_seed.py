@@ -52,3 +52,38 @@ def test_more_categories_than_departments_stay_unique():
 def test_impossible_counts_are_refused(products, categories):
     with pytest.raises(ValueError):
         seeding.generate(products, categories)
+
+
+# seed's decision, from (row count, smallest id, largest id) of categories and products.
+SEEDED = ((20, 1, 20), (1000, 1, 1000))
+
+
+def test_a_seeded_catalogue_is_kept_whatever_was_written_since():
+    # Same counts and ids: prices, stock and versions written since are not looked at.
+    assert seeding.already_seeded(*SEEDED, categories=20, products=1000)
+
+
+@pytest.mark.parametrize(
+    ("category_ids", "product_ids"),
+    [
+        ((0, None, None), (0, None, None)),  # empty
+        ((20, 1, 20), (0, None, None)),  # no products
+        ((20, 1, 20), (999, 1, 1000)),  # one product missing
+        ((20, 1, 20), (1001, 1, 1001)),  # one too many
+        ((20, 1, 20), (1000, 2, 1001)),  # same count, other ids
+        ((19, 1, 19), (1000, 1, 1000)),  # other category count
+        ((20, 3, 22), (1000, 1, 1000)),  # other category ids
+    ],
+)
+def test_other_counts_or_ids_are_replaced(category_ids, product_ids):
+    assert not seeding.already_seeded(category_ids, product_ids, categories=20, products=1000)
+
+
+def test_asked_for_other_counts_the_catalogue_is_replaced():
+    assert not seeding.already_seeded(*SEEDED, categories=20, products=500)
+    assert not seeding.already_seeded(*SEEDED, categories=10, products=1000)
+
+
+def test_zero_products_is_a_valid_seed():
+    assert seeding.already_seeded((5, 1, 5), (0, None, None), categories=5, products=0)
+    assert not seeding.already_seeded((5, 1, 5), (3, 1, 3), categories=5, products=0)

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 # What each role installs on a fresh Leap box (rsync comes with the box: Vagrant needs it).
 PACKAGES = {
     "db": {"postgresql-server", "postgresql-contrib", "gettext-runtime"},
-    "app": {"apache2", "apache2-devel", "memcached", "nftables", "gettext-runtime", "python311",
-            "python311-devel", "python311-pip", "gcc"},
+    "app": {"apache2", "apache2-event", "apache2-devel", "memcached", "nftables",
+            "gettext-runtime", "python311", "python311-devel", "python311-pip", "gcc"},
     "balancer": {"nginx", "tcpdump", "gettext-runtime"},
 }
 UNITS = {  # enabled lab units; the forking ones run a daemon with a pid file
