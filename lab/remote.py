@@ -410,7 +410,7 @@ class VagrantTarget(RemoteTarget):
             return subprocess.run(["vagrant", *args], cwd=paths.ROOT, text=True,
                                   capture_output=capture, env={**os.environ, **(env or {})})
         except FileNotFoundError:
-            raise LabError("vagrant is not installed: see docs/vagrant.md") from None
+            raise LabError("vagrant is not installed: see the README's Vagrant section") from None
 
     def host(self, node: Node) -> Host:
         if self._hosts is None:
@@ -444,7 +444,7 @@ class VagrantTarget(RemoteTarget):
         return "is the VM running? (vagrant status)"
 
     def route_hint(self) -> str:
-        return "are the VMs up? (vagrant up; docs/vagrant.md, host-only network)"
+        return "are the VMs up? (vagrant up; the README's Vagrant section, host-only network)"
 
     def up(self, cache_mode: str, say=print) -> None:
         """Boot the VMs in order, copy the repo to them, provision them (db, apps,
@@ -456,7 +456,7 @@ class VagrantTarget(RemoteTarget):
             done = self.vagrant(*args, capture=False, env=env)
             if done.returncode != 0:
                 raise LabError(f"vagrant {args[0]} failed (exit {done.returncode}): see its "
-                               "output above and the known failures in docs/vagrant.md")
+                               "output above and the README's known Vagrant failures")
         self._hosts = None
 
     def down(self, say=print) -> None:
