@@ -205,8 +205,9 @@ def _is_page(value):
     return isinstance(value, tuple) and len(value) == 2
 
 
-def leased_read(client, key, build, on_error, set_delay=0.0, clock=time.monotonic,
-                sleep=time.sleep):
+def leased_read(
+    client, key, build, on_error, set_delay=0.0, clock=time.monotonic, sleep=time.sleep
+):
     """Look-aside read that can neither put a stale page back nor let a herd through.
 
     client: the pymemcache Client of the key's server (get, gets, add, cas, delete).
@@ -343,8 +344,10 @@ class Replayer:
     def pending(self):
         """A copy: {server: set of keys, or FLUSH}."""
         with self._lock:
-            return {server: keys if keys is self.FLUSH else set(keys)
-                    for server, keys in self._pending.items()}
+            return {
+                server: keys if keys is self.FLUSH else set(keys)
+                for server, keys in self._pending.items()
+            }
 
     def replay(self):
         """One attempt per server with pending deletes; return how many servers remain."""

@@ -1,32 +1,43 @@
-"""Hand dissection of link, IP and TCP headers: only the fields the analysis needs.
+"""From capture records to TCP segments: link, IP and TCP headers dissected by hand.
 
-A frame becomes one tuple (see ``tcp_segments``); anything that is not TCP over IPv4/IPv6
-is counted and dropped.
+Only the fields the analysis needs are read. A segment is handed to the ``TcpTracker`` as
+(frame, ts, key, seq, ack, flags, payload, missing), where ``key`` names its direction: the
+packed source and destination addresses followed by the two ports as on the wire (12 bytes
+for IPv4, 36 for IPv6), which is one slice of an IPv4 frame. Anything that is not TCP over
+IPv4/IPv6 is counted and dropped.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from lab.analysis.capture import RECORD_HEADER, PcapBlocks
+from lab.analysis.tcp import MASK, TcpTracker
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})
 TCP = 6
+SYN_FIN_RST = 0x07
 IPV6_FRAGMENT = 44
 IPV6_AH = 51
 IPV6_SKIPPABLE = frozenset({0, 43, 60, 135, 139, 140, 253, 254})  # hop-by-hop, routing, ...
+ETHERNET = 1
 
-_ipv4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from  # ver/ihl, length, frag, proto, src, dst
-_ipv6 = struct.Struct("!4xHBx16s16s").unpack_from  # payload length, next header, src, dst
-_tcp = struct.Struct("!HHIIBB").unpack_from  # ports, seq, ack, data offset, flags
+_ipv4 = struct.Struct("!BxHxxHxB").unpack_from  # ver/ihl, total length, fragment, protocol
+_ipv6 = struct.Struct("!4xHB").unpack_from  # payload length, next header
+_tcp = struct.Struct("!4xIIBB").unpack_from  # seq, ack, data offset, flags
 _ushort = struct.Struct("!H").unpack_from
 
-
-# The usual frame in one unpack: untagged Ethernet, 20-byte IPv4 header, TCP.
-_eth_ipv4_tcp = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIBB").unpack_from
+# The usual frame: untagged Ethernet, IPv4 without options, TCP. From the frame's start:
+# ethertype, version/IHL, total length, fragment field, protocol, seq, ack, data offset,
+# flags; the direction key is bytes 26..38 (addresses, then ports).
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB14xIIBB")
+_USUAL_MIN = 54  # 14 + 20 + 20
+_KEY_START, _KEY_END, _TCP_START = 26, 38, 34
 
 NOT_IP = -1
 
@@ -102,89 +113,169 @@ def _skip_ipv6_extensions(data: bytes, offset: int, next_header: int) -> tuple[i
 
 
 def _locate_tcp(decode: Callable[[bytes], int], data: bytes):
-    """Return (src, dst, TCP offset, IP end) or the reason the frame is not TCP/IP."""
+    """Return (addresses, TCP offset, IP end) or the reason the frame is not TCP/IP.
+
+    ``addresses`` is the packed source address followed by the destination address.
+    """
     offset = decode(data)
     if offset < 0:
         return "not_ip"
     version = data[offset] >> 4
     if version == 4:
-        ver_ihl, length, frag, proto, src, dst = _ipv4(data, offset)
-        if proto != TCP:
+        ver_ihl, length, fragment, protocol = _ipv4(data, offset)
+        if protocol != TCP:
             return "not_tcp"
-        if frag & 0x3FFF:  # more-fragments flag or an offset: not reassembled
+        if fragment & 0x3FFF:  # more-fragments flag or an offset: not reassembled
             return "ip_fragments"
         # length 0 is what TSO captures show for large segments
-        return src, dst, offset + (ver_ihl & 15) * 4, offset + length if length else len(data)
+        end = offset + length if length else len(data)
+        return data[offset + 12:offset + 20], offset + (ver_ihl & 15) * 4, end
     if version == 6:
-        length, proto, src, dst = _ipv6(data, offset)
+        length, protocol = _ipv6(data, offset)
         l4 = offset + 40
         end = l4 + length if length else len(data)
-        if proto != TCP:
-            l4, proto = _skip_ipv6_extensions(data, l4, proto)
-            if proto != TCP:
-                return "ip_fragments" if proto == -1 else "not_tcp"
-        return src, dst, l4, end
+        if protocol != TCP:
+            l4, protocol = _skip_ipv6_extensions(data, l4, protocol)
+            if protocol != TCP:
+                return "ip_fragments" if protocol == -1 else "not_tcp"
+        return data[offset + 8:offset + 40], l4, end
     return "not_ip"
 
 
-def tcp_segments(
-    frames: Iterable[tuple[float, int, bytes]],
-    counts: DissectCounts,
-    bare_acks_wanted: Callable[[], bool] = lambda: True,
-) -> Iterator[tuple]:
-    """Yield (frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing).
+class Dissector:
+    """Dissects any frame the slow, general way and hands its TCP segment to the tracker.
 
-    src/dst are packed addresses (4 or 16 bytes); ``missing`` is how many payload bytes
-    the snapshot length cut off. Segments with no data and no SYN/FIN/RST (about half of
-    a capture) are skipped unless ``bare_acks_wanted()``. Kept as one flat loop, with a
-    single unpack for the usual Ethernet/IPv4/TCP frame: it runs once per frame.
+    ``follow_pcap`` keeps the usual Ethernet/IPv4/TCP frame of a classic pcap file for
+    itself and sends everything else here; pcapng frames all come here.
     """
-    skipped: Counter[str] = Counter()
-    unknown: set[int] = set()
-    last_link_type, decode = None, None
-    frame = segments = cut = 0
-    try:
-        for frame, (ts, link_type, data) in enumerate(frames, 1):
-            if link_type != last_link_type:
-                last_link_type, decode = link_type, LINK_DECODERS.get(link_type)
-            if decode is None:
-                unknown.add(link_type)
-                continue
-            try:
-                if link_type == 1 and len(data) >= 48:
-                    (ethertype, ver_ihl, length, frag, proto, src, dst, sport, dport, seq, ack,
-                     data_offset, flags) = _eth_ipv4_tcp(data)
-                    usual = ethertype == ETHERTYPE_IPV4 and ver_ihl == 0x45 and proto == TCP \
-                        and not frag & 0x3FFF
-                else:
-                    usual = False
-                if usual:
-                    l4, end = 34, 14 + length if length else len(data)
-                else:
-                    located = _locate_tcp(decode, data)
-                    if isinstance(located, str):
-                        skipped[located] += 1
-                        continue
-                    src, dst, l4, end = located
-                    sport, dport, seq, ack, data_offset, flags = _tcp(data, l4)
-            except (struct.error, IndexError):
-                skipped["too_short"] += 1
-                continue
-            segments += 1
-            start = l4 + (data_offset >> 4) * 4
-            if end == start and not flags & 0x07 and not bare_acks_wanted():
-                continue
-            if end < start:  # a bogus IP length shorter than the headers
-                skipped["too_short"] += 1
-                continue
-            payload = data[start:end]
-            missing = end - start - len(payload)
-            if missing:
-                cut += 1
-            yield frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing
-    finally:
+
+    def __init__(self, tracker: TcpTracker, counts: DissectCounts):
+        self.tracker = tracker
+        self.counts = counts
+        self.skipped: Counter[str] = Counter()
+        self.unknown_link_types: set[int] = set()
+        self.segments = 0
+        self.cut = 0
+        self._link_type: int | None = None
+        self._decode: Callable[[bytes], int] | None = None
+
+    def frame(self, frame: int, ts: float, link_type: int, data: bytes) -> None:
+        if link_type != self._link_type:
+            self._link_type, self._decode = link_type, LINK_DECODERS.get(link_type)
+        if self._decode is None:
+            self.unknown_link_types.add(link_type)
+            return
+        try:
+            located = _locate_tcp(self._decode, data)
+            if isinstance(located, str):
+                self.skipped[located] += 1
+                return
+            addresses, l4, end = located
+            seq, ack, data_offset, flags = _tcp(data, l4)
+            ports = data[l4:l4 + 4]
+            if len(ports) < 4:
+                raise IndexError
+        except (struct.error, IndexError):
+            self.skipped["too_short"] += 1
+            return
+        self.segments += 1
+        start = l4 + (data_offset >> 4) * 4
+        if end < start:  # a bogus IP length shorter than the headers
+            self.skipped["too_short"] += 1
+            return
+        if end == start and not flags & SYN_FIN_RST and not self.tracker.holding:
+            return  # a bare ACK: only needed while a hole waits to be acknowledged
+        payload = data[start:end]
+        missing = end - start - len(payload)
+        if missing:
+            self.cut += 1
+        self.tracker.segment(frame, ts, addresses + ports, seq, ack, flags, payload, missing)
+
+    def done(self, frames: int, usual_segments: int) -> None:
+        counts, skipped = self.counts, self.skipped
         counts.not_ip, counts.not_tcp = skipped["not_ip"], skipped["not_tcp"]
         counts.ip_fragments, counts.too_short = skipped["ip_fragments"], skipped["too_short"]
-        counts.cut_by_snaplen = cut
-        counts.unknown_link_types = frozenset(unknown)
-        counts.frames, counts.tcp_segments = frame, segments
+        counts.cut_by_snaplen = self.cut
+        counts.unknown_link_types = frozenset(self.unknown_link_types)
+        counts.frames, counts.tcp_segments = frames, self.segments + usual_segments
+
+
+def follow_frames(frames: Iterable[tuple[float, int, bytes]], tracker: TcpTracker,
+                  counts: DissectCounts) -> int:
+    """Dissect frames one by one (pcapng); return how many there were."""
+    dissector = Dissector(tracker, counts)
+    number = 0
+    try:
+        for number, (ts, link_type, data) in enumerate(frames, 1):
+            dissector.frame(number, ts, link_type, data)
+    finally:
+        dissector.done(number, 0)
+    return number
+
+
+def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTracker,
+                counts: DissectCounts) -> int:
+    """Walk the records of a classic pcap file, block by block; return how many there were.
+
+    The hot loop of the analyser: it runs once per frame. The usual frame (Ethernet, IPv4
+    without options, TCP, not cut by the snapshot length) is dissected with one
+    ``unpack_from`` at its offset in the block. Then a bare ACK is dropped unless a hole
+    waits for one, and a segment that continues its direction in order goes straight to
+    that direction's HTTP parser; any other segment goes through ``TcpTracker.segment``,
+    and any other frame through ``Dissector``. A frame's bytes are never copied: only its
+    12-byte direction key and its payload are sliced out.
+    """
+    record = blocks.record_header.unpack_from
+    usual_frame = _ETH_IPV4_TCP.unpack_from
+    dissector = Dissector(tracker, counts)
+    general = dissector.frame
+    follow = tracker.segment
+    directions = tracker.directions
+    ethernet = link_type == ETHERNET
+    frame = usual = 0
+    block = blocks.refill(b"")
+    try:
+        while block:
+            size, at = len(block), 0
+            while at + RECORD_HEADER <= size:
+                sec, usec, caplen, _ = record(block, at)
+                data = at + RECORD_HEADER
+                end = data + caplen
+                if end > size:
+                    break
+                at = end
+                frame += 1
+                if ethernet and caplen >= _USUAL_MIN:
+                    (ethertype, ver_ihl, ip_length, fragment, protocol, seq, ack,
+                     data_offset, flags) = usual_frame(block, data)
+                    stop = data + 14 + ip_length
+                    if (ethertype == 0x0800 and ver_ihl == 0x45 and protocol == TCP
+                            and not fragment & 0x3FFF and ip_length and stop <= end):
+                        start = data + _TCP_START + (data_offset >> 4) * 4
+                        if start < stop:
+                            usual += 1
+                            if not flags & SYN_FIN_RST and not tracker.holding:
+                                direction = directions.get(block[data + _KEY_START:
+                                                                 data + _KEY_END])
+                                if (direction is not None and seq == direction.next_seq
+                                        and direction.parser is not None):
+                                    direction.next_seq = (seq + stop - start) & MASK
+                                    direction.parser.feed(block[start:stop], sec + usec * unit,
+                                                          frame)
+                                    continue
+                            follow(frame, sec + usec * unit, block[data + _KEY_START:
+                                                                   data + _KEY_END],
+                                   seq, ack, flags, block[start:stop], 0)
+                            continue
+                        if start == stop:
+                            usual += 1
+                            if flags & SYN_FIN_RST or tracker.holding:
+                                follow(frame, sec + usec * unit,
+                                       block[data + _KEY_START:data + _KEY_END], seq, ack,
+                                       flags, b"", 0)
+                            continue
+                general(frame, sec + usec * unit, link_type, block[data:end])
+            block = blocks.refill(block[at:])
+    finally:
+        dissector.done(frame, usual)
+    return frame

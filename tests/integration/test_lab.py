@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 
 from lab import demo, health
@@ -87,3 +88,34 @@ def _quiet():
     from rich.console import Console
 
     return Console(quiet=True)
+
+
+def test_secrets_are_per_lab_private_and_outside_git(lab):
+    from lab import paths
+
+    mode = paths.SECRETS.stat().st_mode & 0o777
+    assert mode == 0o600
+    assert not paths.SECRETS.is_relative_to(paths.ROOT)
+    values = dict(line.split("=", 1) for line in paths.SECRETS.read_text().splitlines())
+    assert set(values) == {"LAB_SECRET_KEY", "LAB_DB_PASSWORD"}
+    assert all(len(value) >= 32 for value in values.values())
+    tracked = subprocess.run(["git", "grep", "-l", values["LAB_DB_PASSWORD"]], cwd=paths.ROOT,
+                             capture_output=True, text=True)
+    assert tracked.stdout == ""
+
+
+# HTTPS is out of the lab's scope (plain HTTP inside a private network): these stay.
+HTTPS_CHECKS = {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+def test_django_deploy_checks_are_clean_but_for_https(lab):
+    from lab import paths
+
+    app = lab.topo.apps[0]
+    node_dir = paths.NODES / app.name
+    script = (f'source {node_dir}/django.env && exec {paths.VENV}/bin/python '
+              f'{node_dir}/site/manage.py check --deploy')
+    done = lab.run(app, ["bash", "-c", script])
+    found = set(re.findall(r"\((security\.\w+)\)", done.stdout + done.stderr))
+    assert found <= HTTPS_CHECKS, done.stdout + done.stderr
+    assert "DEBUG" not in done.stdout + done.stderr
