@@ -11,6 +11,7 @@ from lab.health import db_password
 from lab.probing import probe
 from lab.targets import Target
 
+GAUGES = ("curr_items", "curr_connections")
 MEMCACHED_FIELDS = ("get_hits", "get_misses", "curr_items", "evictions", "cmd_get",
                     "cmd_set", "delete_hits", "curr_connections")
 
@@ -41,8 +42,8 @@ def difference(before: Snapshot, after: Snapshot) -> Snapshot:
         if "error" in stats or "error" in old:
             memcached[name] = stats
             continue
-        memcached[name] = {k: stats[k] - old.get(k, 0) if k not in ("curr_items",
-                           "curr_connections") else stats[k]
+        restarted = stats.get("uptime", 0) < old.get("uptime", 0)  # counters began again
+        memcached[name] = {k: stats[k] if restarted or k in GAUGES else stats[k] - old.get(k, 0)
                            for k in MEMCACHED_FIELDS}
     postgres = dict(after.postgres)
     if after.postgres.get("ok") and before.postgres.get("ok"):

@@ -4,6 +4,9 @@ Per direction: the next expected sequence number, and a bounded set of segments 
 arrived early. Bytes already delivered are never delivered again, so a retransmitted
 request is counted once. Holes that the capture missed are skipped as soon as the other
 side acknowledges past them (or the early segments outgrow ``MAX_PENDING``).
+
+A direction is named by its key (see ``lab.analysis.dissect``): packed source and
+destination addresses, then the source and destination ports as on the wire.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ MASK = 0xFFFFFFFF
 HALF_SPACE = 0x80000000
 MAX_PENDING = 512 * 1024  # bytes held per direction while waiting for a missing segment
 MAX_PENDING_SEGMENTS = 512  # and segments: draining looks for the earliest each time
-MAX_RETIRED = 65536  # closed connections remembered, to recognise late retransmissions
+MAX_RETIRED = 8192  # closed connections remembered, to recognise late retransmissions
 
 
 def seq_distance(seq: int, reference: int) -> int:
@@ -30,13 +33,25 @@ def address_text(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
+def split_key(key: bytes) -> tuple[bytes, int, bytes, int]:
+    """(source address, source port, destination address, destination port)."""
+    size = (len(key) - 4) // 2
+    return (key[:size], int.from_bytes(key[-4:-2], "big"), key[size:2 * size],
+            int.from_bytes(key[-2:], "big"))
+
+
+def reverse_key(key: bytes) -> bytes:
+    size = (len(key) - 4) // 2
+    return key[size:2 * size] + key[:size] + key[-2:] + key[-4:-2]
+
+
 class Direction:
     """One direction of a connection: sequence tracking and the parser of its bytes."""
 
     __slots__ = ("key", "conversation", "peer", "next_seq", "pending", "pending_bytes",
                  "parser", "from_start", "fin", "tracker")
 
-    def __init__(self, key: tuple, conversation: Conversation, tracker: TcpTracker):
+    def __init__(self, key: bytes, conversation: Conversation, tracker: TcpTracker):
         self.key = key
         self.conversation = conversation
         self.tracker = tracker
@@ -92,7 +107,7 @@ class Direction:
             self.tracker.retransmissions += 1
             return
         if not self.pending:
-            self.tracker.holding += 1
+            self.tracker.start_holding(self, frame)
         self.pending[seq] = (payload, missing, ts, frame)
         self.pending_bytes += len(payload)
         if self.pending_bytes > MAX_PENDING or len(self.pending) > MAX_PENDING_SEGMENTS:
@@ -105,9 +120,9 @@ class Direction:
                 return
             payload, missing, ts, frame = self.pending.pop(seq)
             self.pending_bytes -= len(payload)
-            if not self.pending:
-                self.tracker.holding -= 1
             self._deliver_from(offset, payload, missing, ts, frame)
+            if not self.pending:
+                self.tracker.stop_holding(self)
 
     def _deliver_from(self, offset: int, payload: bytes, missing: int, ts: float,
                       frame: int) -> None:
@@ -133,19 +148,24 @@ class Direction:
 
     def _parser(self) -> HttpParser:
         if self.parser is None:
-            src, sport, dst, dport = self.key
-            endpoints = (self.tracker.text(src), sport, self.tracker.text(dst), dport)
-            self.parser = HttpParser(self.conversation, endpoints, self.from_start)
+            src, sport, dst, dport = split_key(self.key)
+            text = self.tracker.text
+            self.parser = HttpParser(self.conversation, (text(src), text(dst), dport), sport,
+                                     self.from_start)
         return self.parser
 
 
 class TcpTracker:
-    """Follows every TCP connection of a capture and feeds its bytes to HTTP parsers."""
+    """Follows every TCP connection of a capture and feeds its bytes to HTTP parsers.
+
+    Memory: two ``Direction`` objects per open connection (with what they hold while a
+    segment is missing), and the keys of the last ``MAX_RETIRED`` closed ones.
+    """
 
     def __init__(self, log: HttpLog):
         self.log = log
-        self.directions: dict[tuple, Direction] = {}
-        self.retired: OrderedDict[tuple, int] = OrderedDict()  # key -> next seq at close
+        self.directions: dict[bytes, Direction] = {}
+        self.retired: OrderedDict[bytes, int] = OrderedDict()  # key -> next seq at close
         self.connections = 0
         self.holding = 0  # directions holding early segments: they need the peer's ACKs
         self.retransmissions = 0
@@ -158,9 +178,8 @@ class TcpTracker:
             text = self._addresses[packed] = address_text(packed)
         return text
 
-    def segment(self, frame: int, ts: float, src: bytes, sport: int, dst: bytes, dport: int,
-                seq: int, ack: int, flags: int, payload: bytes, missing: int) -> None:
-        key = (src, sport, dst, dport)
+    def segment(self, frame: int, ts: float, key: bytes, seq: int, ack: int, flags: int,
+                payload: bytes, missing: int) -> None:
         direction = self.directions.get(key)
         if direction is None or (flags & SYN and self._is_new_syn(direction, seq, flags)):
             if not (flags & SYN or payload or missing):
@@ -186,13 +205,25 @@ class TcpTracker:
         if flags & (FIN | RST):
             self._closing(direction, flags, ts, frame)
 
-    def wants_bare_acks(self) -> bool:
-        return self.holding > 0
+    def start_holding(self, direction: Direction, frame: int) -> None:
+        """``direction`` holds early segments: requests may start in them, from ``frame``."""
+        self.holding += 1
+        self.log.order.hold(direction, frame)
+
+    def stop_holding(self, direction: Direction) -> None:
+        self.holding -= 1
+        self.log.order.release(direction)
 
     def finish(self) -> None:
-        """End of capture: deliver what waits behind holes that will never be filled."""
+        """End of capture: deliver what waits behind holes, end what is still open."""
         for direction in self.directions.values():
             direction.flush()
+        closed = set()
+        for direction in list(self.directions.values()):
+            if direction.conversation not in closed:
+                closed.add(direction.conversation)
+                self._close_conversation(direction, None, None)
+        self.directions.clear()
 
     def _is_new_syn(self, direction: Direction, seq: int, flags: int) -> bool:
         # A SYN with another initial sequence number reuses the ports for a new connection.
@@ -200,20 +231,19 @@ class TcpTracker:
             return False
         return seq_distance((seq + 1) & MASK, direction.next_seq) != 0
 
-    def _is_late_retransmission(self, key: tuple, seq: int, payload: bytes,
+    def _is_late_retransmission(self, key: bytes, seq: int, payload: bytes,
                                 missing: int) -> bool:
         end = self.retired.get(key)
         return end is not None and seq_distance(seq, end) + len(payload) + missing <= 0
 
-    def _open(self, key: tuple, from_start: bool, ts: float, frame: int) -> Direction:
+    def _open(self, key: bytes, from_start: bool, ts: float, frame: int) -> Direction:
         old = self.directions.get(key)
         if old is not None:
             self._retire(old, ts, frame)
         self.connections += 1
         conversation = Conversation(self.connections, self.log)
-        src, sport, dst, dport = key
         forward = Direction(key, conversation, self)
-        backward = Direction((dst, dport, src, sport), conversation, self)
+        backward = Direction(reverse_key(key), conversation, self)
         forward.peer, backward.peer = backward, forward
         forward.from_start = from_start
         self.directions[forward.key] = forward
@@ -228,10 +258,8 @@ class TcpTracker:
             direction.parser.close(ts, frame)  # ends a response delimited by the close
 
     def _retire(self, direction: Direction, ts: float, frame: int) -> None:
+        self._close_conversation(direction, ts, frame)
         for side in (direction, direction.peer):
-            side.flush()
-            if side.parser is not None:
-                side.parser.close(ts, frame)
             if self.directions.get(side.key) is side:
                 del self.directions[side.key]
             if side.next_seq is not None:
@@ -239,3 +267,16 @@ class TcpTracker:
                 self.retired.move_to_end(side.key)
         while len(self.retired) > MAX_RETIRED:
             self.retired.popitem(last=False)
+
+    def _close_conversation(self, direction: Direction, ts: float | None,
+                            frame: int | None) -> None:
+        """No more bytes will come: parse what waits, end every request still open.
+
+        ``ts``/``frame`` of the closing segment end a response delimited by the close;
+        None at the end of the capture, where such a response's end is not seen.
+        """
+        for side in (direction, direction.peer):
+            side.flush()
+            if side.parser is not None:
+                side.parser.close(ts, frame)
+        direction.conversation.close()

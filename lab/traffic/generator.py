@@ -47,6 +47,7 @@ class Plan:
     rate: float | None  # arrivals per second in all; None = closed loop
     seed: int
     record: bool = False  # keep (start, end, request, response) of every request
+    headers: tuple[str, ...] = ()  # extra request headers, "Name: value"
 
     def share(self, index: int, total: int | float | None):
         """This process's part of a total split over the processes."""
@@ -98,7 +99,8 @@ async def run_process(plan: Plan, index: int, progress, start_at: float) -> dict
             if delay > 0:
                 await asyncio.sleep(delay)
             request = workload.next(rng)
-            raw = http.request_bytes(request.method, host, request.path, request.body)
+            raw = http.request_bytes(request.method, host, request.path, request.body,
+                                     headers=plan.headers)
             sent = time.perf_counter()
             try:
                 if conn is None or conn.closed or not conn.keep_alive:
@@ -263,13 +265,15 @@ def parse(argv: list[str]) -> Plan:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     processes = args.processes or min(os.cpu_count() or 1, args.concurrency)
     return Plan(host=args.host, port=args.port, workload=args.workload, products=args.products,
                 categories=args.categories, concurrency=args.concurrency,
                 processes=min(processes, args.concurrency), requests=args.requests,
-                duration=args.duration, rate=args.rate, seed=args.seed, record=args.record)
+                duration=args.duration, rate=args.rate, seed=args.seed, record=args.record,
+                headers=tuple(args.header))
 
 
 def main(argv: list[str]) -> int:

@@ -125,8 +125,10 @@ def dechunk(buffer: bytearray, pos: int) -> tuple[bytes, int] | None:
 
 
 def request_bytes(method: str, host: str, path: str, body: bytes = b"",
-                  content_type: str = "application/x-www-form-urlencoded") -> bytes:
+                  content_type: str = "application/x-www-form-urlencoded",
+                  headers: tuple[str, ...] = ()) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lab-loadtest\r\n"
+    head += "".join(f"{header}\r\n" for header in headers)
     if method != "GET":
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body

@@ -37,6 +37,7 @@ class Options:
     capture: bool = True
     processes: int = 0
     record: bool = False
+    headers: tuple[str, ...] = ()
 
     def check(self) -> None:
         if (self.requests is None) == (self.duration is None):
@@ -75,6 +76,8 @@ def generator_argv(target: Target, opts: Options) -> list[str]:
         argv += ["--rate", str(opts.rate)]
     if opts.record:
         argv.append("--record")
+    for header in opts.headers:
+        argv += ["--header", header]
     return argv
 
 
