@@ -77,12 +77,11 @@ def show_status(report: list[health.NodeHealth]) -> None:
 
 
 def shell(node_name: str) -> None:
-    node = load_topology().node(node_name)
-    if node.namespace not in __import__("lab.netns").netns.namespaces():
-        raise LabError(f"node {node_name} has no namespace: is the lab up? (fab up)")
-    shell_path = os.environ.get("SHELL", "/bin/bash")
+    target = targets.LocalTarget(load_topology())
+    node = target.topo.node(node_name)
+    argv = target.argv(node, [os.environ.get("SHELL", "/bin/bash")])  # LabError if it is down
     env = dict(os.environ, PS1=f"({node.name} {node.address}) \\w# ")
-    os.execvpe("ip", ["ip", "netns", "exec", node.namespace, shell_path], env)
+    os.execvpe(argv[0], argv, env)
 
 
 def stats(target: str | None) -> None:
@@ -145,9 +144,7 @@ def loadtest(opts, target: str | None) -> None:
     report.show(result, console)
     report.plot(result, stem.with_suffix(".png"))
     if "analysis" in result:
-        from lab.analysis.render import verdict_text
-
-        console.print(verdict_text_from(result["analysis"], verdict_text))
+        console.print(capture_verdict(result["analysis"]))
     shown = [stem.with_suffix(s).name for s in (".pcap", ".json", ".png")
              if stem.with_suffix(s).exists()]
     console.print(f"saved in {paths.CAPTURES.name}/: {', '.join(shown)}")
@@ -156,7 +153,8 @@ def loadtest(opts, target: str | None) -> None:
     console.print("[bold green]loadtest passed[/]")
 
 
-def verdict_text_from(analysis: dict, _render) -> str:
+def capture_verdict(analysis: dict) -> str:
+    """One line: what the capture proves about the balancer."""
     rr = analysis["round_robin"]
     colour = "green" if analysis["verdict"] == "pass" else "red"
     counts = ", ".join(f"{k}: {v}" for k, v in analysis["upstream_counts"].items())

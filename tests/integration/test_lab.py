@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
@@ -81,7 +82,7 @@ def test_a_write_through_one_server_is_read_through_the_others(lab):
         (read,) = probe(lab, topo.client, "http", app_url(lab, reader, f"/products/{product}/"))
         assert read["served_by"] == reader.name
         assert price in read["body"]
-        assert read["version"] == str(__import__("json").loads(wrote["body"])["version"])
+        assert read["version"] == str(json.loads(wrote["body"])["version"])
 
 
 def _quiet():
