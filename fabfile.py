@@ -118,9 +118,9 @@ def start(c, node, service, target=None):
     cli.service("start", node, service, target)
 
 
-@task(help={"node": "e.g. db", "delay": "milliseconds added to every packet the node sends",
+@task(help={"node": "e.g. db", "delay": "milliseconds added to each round trip with the node",
             "clear": "remove the delay", "target": TARGET})
 @cli.one_line_errors
 def netem(c, node, delay=None, clear=False, target=None):
-    """Give a node's link a network delay with tc netem (inside its namespace)."""
+    """Delay a node's link: tc netem, or a userspace delayer where the kernel lacks netem."""
     cli.netem(node, cli.number(delay, float, "--delay"), clear, target)

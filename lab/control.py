@@ -3,8 +3,6 @@ cache mode, give a node's link a network delay."""
 
 from __future__ import annotations
 
-import shlex
-
 from lab import provision
 from lab.errors import LabError
 from lab.probing import probe
@@ -49,19 +47,11 @@ def switch_cache(target: Target, mode: str, say=print) -> None:
 
 
 def netem(target: Target, node_name: str, delay_ms: float | None) -> str:
-    """Delay every packet leaving the node's lab interface (tc netem), or clear it."""
+    """Add a delay to the node's lab link, or clear it (None): tc netem where the kernel
+    has it, else a userspace delayer (see lab/netem.py). Returns a line saying which."""
+    from lab import netem as delay
+
     node = target.topo.node(node_name)
-    if delay_ms is not None and not 0 < delay_ms <= 10_000:
-        raise LabError(f"--delay {delay_ms}: give milliseconds from 0 to 10000")
-    # The interface that carries the node's lab address: eth0 in a namespace, eth1 on a VM.
-    find = f"ip -o -4 addr show to {shlex.quote(node.address)} | cut -d' ' -f2"
     if delay_ms is None:
-        action = 'tc qdisc del dev "$dev" root 2>/dev/null || true'
-        said = f"{node.name}: no added delay"
-    else:
-        action = f'tc qdisc replace dev "$dev" root netem delay {delay_ms:g}ms'
-        said = f"{node.name}: every packet it sends waits {delay_ms:g} ms (tc netem)"
-    result = target.run(node, ["sh", "-c", f'dev=$({find}); [ -n "$dev" ] && {action}'])
-    if result.returncode != 0:
-        raise LabError(f"tc on {node.name} failed: {result.stderr.strip() or 'no interface'}")
-    return said
+        return delay.clear(target, node)
+    return delay.apply(target, node, delay_ms)

@@ -13,6 +13,6 @@ source "$LAB_SRC/provision/common.sh"
 
 command -v apt-get >/dev/null 2>&1 || die "the local lab needs Debian or Ubuntu (apt-get); for other hosts see the README's Vagrant section"
 for role in db app balancer; do role_packages "$role"; done
-want_packages --apt iproute2 curl wrk tshark shellcheck vagrant vagrant-libvirt openssh-server
+want_packages --apt iproute2 iptables iputils-ping curl wrk tshark shellcheck vagrant vagrant-libvirt openssh-server
 ensure_venv "$LAB_SRC/requirements/tools.txt"
 log "installed: packages and $LAB_VENV"
