@@ -37,7 +37,7 @@ def herd(lab) -> int:
     before = product_queries(lab)
     result, _ = loadtest.run(lab, loadtest.Options(
         workload="herd", requests=64, concurrency=64, processes=1, capture=False,
-        label="bench-herd"), say=lambda *a, **k: None)
+        quiet=True, label="bench-herd"), say=lambda *a, **k: None)
     if result["failures"]:
         raise SystemExit(f"bench: herd failed: {result['failures']}")
     return product_queries(lab) - before

@@ -38,6 +38,7 @@ class Options:
     processes: int = 0
     record: bool = False
     headers: tuple[str, ...] = ()
+    quiet: bool = False  # no progress bar (benchmarks, tests)
 
     def check(self) -> None:
         if (self.requests is None) == (self.duration is None):
@@ -78,6 +79,8 @@ def generator_argv(target: Target, opts: Options) -> list[str]:
         argv.append("--record")
     for header in opts.headers:
         argv += ["--header", header]
+    if opts.quiet:
+        argv.append("--quiet")
     return argv
 
 

@@ -137,4 +137,21 @@ class Herd(Workload):
         return Request("GET", f"/products/{self.product}/", key=self.product)
 
 
-WORKLOADS.update({w.name: w for w in (Mixed, Herd)})
+class Sweep(Workload):
+    """Every product page, then every category page, in order: warms the whole cache."""
+
+    name = "sweep"
+    description = "every product and category page once, in order (to warm the cache)"
+
+    def __init__(self, products: int, categories: int):
+        super().__init__(products, categories)
+        self.position = 0
+
+    def next(self, rng):
+        self.position = self.position % (self.products + self.categories) + 1
+        if self.position <= self.products:
+            return Request("GET", f"/products/{self.position}/", key=self.position)
+        return Request("GET", f"/categories/{self.position - self.products}/")
+
+
+WORKLOADS.update({w.name: w for w in (Mixed, Herd, Sweep)})
