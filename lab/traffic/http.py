@@ -78,33 +78,35 @@ def parse_response(buffer: bytearray) -> tuple[Response, int, bool] | None:
     head_end = buffer.find(b"\r\n\r\n")
     if head_end < 0:
         return None
-    lines = bytes(buffer[:head_end]).split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    headers: dict[bytes, bytes] = {}
-    length, chunked, keep_alive = 0, False, True
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            keep_alive = value.lower() != b"close"
-        elif name in WANTED:
-            headers[name] = value
+    head = bytes(buffer[:head_end + 2])
+    status = int(head[9:12])  # "HTTP/1.1 200 ..."
+    lowered = head.lower()  # header names are case-insensitive: search once, in C
+    headers = {name: value for name in WANTED if (value := header_value(head, lowered, name))}
+    length = header_value(head, lowered, b"content-length")
+    keep_alive = header_value(head, lowered, b"connection").lower() != b"close"
     start = head_end + 4
-    if chunked:
+    if length:
+        end = start + int(length)
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[start:end])
+    elif b"chunked" in header_value(head, lowered, b"transfer-encoding").lower():
         body_end = dechunk(buffer, start)
         if body_end is None:
             return None
         body, end = body_end
     else:
-        end = start + length
-        if len(buffer) < end:
-            return None
-        body = bytes(buffer[start:end])
+        body, end = b"", start
     return Response(status, headers, body), end, keep_alive
+
+
+def header_value(head: bytes, lowered: bytes, name: bytes) -> bytes:
+    """The value of header `name` (lowercase) in a response head, or b""."""
+    at = lowered.find(b"\r\n" + name + b":")
+    if at < 0:
+        return b""
+    start = at + len(name) + 3
+    return head[start:head.find(b"\r\n", start)].strip()
 
 
 def dechunk(buffer: bytearray, pos: int) -> tuple[bytes, int] | None:
