@@ -3,28 +3,33 @@
 Roles are found from the traffic itself: the balancer is the address that both receives
 HTTP requests (from clients) and sends them (to apps). Backends are (address, port) pairs,
 shown by name when ``names`` or the apps' X-Served-By header tells it.
+
+The capture is read once, as a stream (``lab.analysis.wire``), into a ``Tally`` that keeps
+counts, not requests; this module turns the tally into the result.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+from collections import Counter
+from typing import TextIO
 
-from lab.analysis.errors import CaptureError
 from lab.analysis.http import HttpRequest
-from lab.analysis.pairing import Pairing, pair_requests
-from lab.analysis.result import Analysis, FlowArrow, ResponseTimes
+from lab.analysis.pairing import BY_METHOD_URI_TIME, BY_REQUEST_ID, Pairing
+from lab.analysis.result import Analysis, FlowArrow
+from lab.analysis.roles import Route
 from lab.analysis.rotation import (
     RotationBreak,
-    first_appearance,
+    UpstreamSequence,
     infer_order,
     rotation_breaks,
     spread,
 )
-from lab.analysis.wire import WireStats, read_http
+from lab.analysis.tally import MANY, UPSTREAM, Tally
+from lab.analysis.timing import Latencies, ResponseTimes
+from lab.analysis.wire import WireStats, read_wire
 
 TRAFFIC_KINDS = ("sequential", "concurrent")
-EXAMPLES = 5
 
 
 def analyse(
@@ -34,33 +39,54 @@ def analyse(
     upstream_order: list[str] | None = None,
     traffic: str | None = None,
     flow_limit: int = 20,
+    upstream_log: TextIO | None = None,
 ) -> Analysis:
     """Analyse one capture taken on the balancer.
 
     names: address -> name (e.g. from the topology); upstream_order: the apps in the
     balancer's configured order, as names or addresses; traffic: "sequential",
-    "concurrent" or None to detect it. Raises CaptureError for unusable input.
+    "concurrent" or None to detect it; flow_limit: exchanges kept for the flow diagram;
+    upstream_log: a seekable text file that gets "address<TAB>port" of every upstream
+    request, in order. Raises CaptureError for unusable input.
     """
     if traffic not in (None, *TRAFFIC_KINDS):
         raise ValueError(f"traffic must be one of {TRAFFIC_KINDS} or None, not {traffic!r}")
-    requests, stats = read_http(path)
-    names = dict(names or {})
-    balancer = find_balancer(requests, stats.path)
-    client, upstream = split_sides(requests, balancer)
-    labels = backend_labels(upstream, names)
-    sequence = [labels[(r.server, r.server_port)] for r in upstream]
-    warnings, notes = [], []
+    path = os.fspath(path)
+    tally = Tally(path, flow_limit, upstream_log=upstream_log)
+    stats = read_wire(path, tally)
+    roles = tally.finish()
+    if roles != tally.roles:  # the first requests pointed elsewhere: read again, knowing
+        if upstream_log is not None:
+            upstream_log.seek(0)
+            upstream_log.truncate()
+        tally = Tally(path, flow_limit, roles, upstream_log)
+        stats = read_wire(path, tally)
+        tally.finish()
+    return _result(stats, tally, dict(names or {}), upstream_order, traffic)
+
+
+def _result(stats: WireStats, tally: Tally, names: dict[str, str],
+            upstream_order: list[str] | None, traffic: str | None) -> Analysis:
+    balancer = tally.roles.balancer
+    labels = backend_labels(tally, names)
+    sequence = tally.sequence.renamed(lambda stats: labels[stats.route])
+    warnings: list[str] = []
+    notes: list[str] = []
     order, order_source = _choose_order(upstream_order, sequence, labels, names, warnings)
     counts = _counts(order, sequence)
-    breaks = rotation_breaks(sequence, [r.first_frame for r in upstream], order)
-    pairing = pair_requests(client, upstream) if client else Pairing()
+    break_count, breaks = rotation_breaks(sequence, order)
+    pairing = tally.pairing()
     traffic_source = "given" if traffic else "detected"
-    traffic = traffic or detect_traffic(client or upstream)
-    verdict, reasons = judge(traffic, len(upstream), order, counts, breaks)
-    _explain(stats, client, upstream, pairing, order_source, traffic, traffic_source,
-             warnings, notes)
-    columns, flow = build_flow(client, upstream, pairing, labels, names, balancer, order,
-                               flow_limit)
+    judged_side = tally.client if tally.client.requests else tally.upstream
+    traffic = traffic or judged_side.overlap.kind
+    upstream_total = tally.upstream.requests
+    verdict, reasons = judge(traffic, upstream_total, order, counts, break_count, breaks)
+    request_ids = _request_id_presence(tally)
+    statuses = {"client": tally.client.status_counts(),
+                "upstream": tally.upstream.status_counts()}
+    _explain(stats, tally, pairing, request_ids, statuses, order_source, traffic,
+             traffic_source, warnings, notes)
+    columns, flow = build_flow(tally, labels, names, balancer, order)
     return Analysis(
         path=stats.path,
         capture_format=stats.format,
@@ -72,26 +98,27 @@ def analyse(
         truncated=stats.truncated,
         balancer=names.get(balancer, balancer),
         balancer_address=balancer,
-        client_requests=len(client),
-        requests=len(upstream),
+        client_requests=tally.client.requests,
+        requests=upstream_total,
         upstream_counts=counts,
         upstream_order=order,
         order_source=order_source,
-        strict_rotation=not breaks and bool(upstream),
+        strict_rotation=not break_count and bool(upstream_total),
+        break_count=break_count,
         breaks=breaks,
         spread=spread(counts),
         traffic=traffic,
         traffic_source=traffic_source,
         pairing=pairing.method,
         pairing_counts=dict(pairing.by),
-        paired=len(pairing.pairs),
-        unmatched_client=len(pairing.unmatched_client),
-        unmatched_upstream=len(pairing.unmatched_upstream),
+        paired=pairing.paired,
+        unmatched_client=pairing.unmatched_client,
+        unmatched_upstream=pairing.unmatched_upstream,
         unmatched_examples=_unmatched_examples(pairing, labels),
         retries=pairing.retries,
-        request_ids=_request_id_presence(upstream),
-        response_times=response_times(upstream, labels, counts),
-        statuses={"client": _statuses(client), "upstream": _statuses(upstream)},
+        request_ids=request_ids,
+        response_times=response_times(tally, labels, counts),
+        statuses=statuses,
         verdict=verdict,
         reasons=reasons,
         warnings=warnings,
@@ -101,83 +128,39 @@ def analyse(
     )
 
 
-def _by_frame(request: HttpRequest) -> int:
-    return request.first_frame
-
-
-# -- roles and names -------------------------------------------------------------------
-
-
-def find_balancer(requests: list[HttpRequest], path: str) -> str:
-    """The address that both receives and sends HTTP requests.
-
-    Failing that (a capture of the app side only), the one client that sends to two or
-    more servers stands in for it.
-    """
-    received = Counter(r.server for r in requests)
-    sent = Counter(r.client for r in requests)
-    both = [address for address in received if address in sent]
-    if both:
-        return max(both, key=lambda a: (min(received[a], sent[a]), received[a] + sent[a]))
-    servers = defaultdict(set)
-    for request in requests:
-        servers[request.client].add((request.server, request.server_port))
-    spreading = [address for address, seen in servers.items() if len(seen) >= 2]
-    if spreading:
-        return max(spreading, key=lambda a: sent[a])
-    talk = ", ".join(sorted({f"{r.client} -> {r.server}:{r.server_port}" for r in requests}))
-    raise CaptureError(
-        f"no balancer in capture {path}: requests only go {talk[:200]}, and no address both "
-        "receives and sends HTTP requests; capture on the balancer's interface so that "
-        "client→balancer and balancer→app traffic are both in it"
-    )
-
-
-def split_sides(requests: list[HttpRequest], balancer: str):
-    """(client→balancer requests, balancer→app requests), each in capture order.
-
-    The front is the balancer's listening endpoint. When the balancer's address also
-    sends requests to itself (client on the balancer host, or a whole lab on localhost),
-    the busiest endpoint on that address is the front: it gets every request, each app
-    only its share.
-    """
-    received = Counter((r.server, r.server_port) for r in requests if r.server == balancer)
-    front = received.most_common(1)[0][0] if received else None
-    client = [r for r in requests if (r.server, r.server_port) == front]
-    upstream = [r for r in requests
-                if r.client == balancer and (r.server, r.server_port) != front]
-    return sorted(client, key=_by_frame), sorted(upstream, key=_by_frame)
+# -- names -----------------------------------------------------------------------------
 
 
 def endpoint_text(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def backend_labels(upstream: list[HttpRequest], names: dict[str, str]) -> dict:
-    """(address, port) -> the backend's display name.
+def backend_labels(tally: Tally, names: dict[str, str]) -> dict[Route, str]:
+    """Upstream route -> the backend's display name.
 
     Order of preference: ``names``, then the X-Served-By value the backend always answered
     with, then address:port.
     """
-    served_by: dict[tuple[str, int], set] = defaultdict(set)
-    for request in upstream:
-        served_by[(request.server, request.server_port)].add(request.served_by)
     labels = {}
-    for (address, port), values in served_by.items():
-        values.discard(None)
-        name = names.get(address) or (values.pop() if len(values) == 1 else None)
-        labels[(address, port)] = name or endpoint_text(address, port)
+    for route, stats in tally.routes.items():
+        if stats.side is not UPSTREAM or not stats.requests:
+            continue
+        _, address, port = route
+        served_by = stats.served_by.decode("latin-1") \
+            if stats.served_by not in (None, MANY) else None
+        labels[route] = names.get(address) or served_by or endpoint_text(address, port)
     taken = Counter(labels.values())
-    for (address, port), label in labels.items():
+    for route, label in labels.items():
+        _, address, port = route
         if taken[label] > 1:  # two backends with one name: tell them apart by port
-            labels[(address, port)] = f"{label}:{port}" if label != address else label
+            labels[route] = f"{label}:{port}" if label != address else label
     return labels
 
 
 # -- order, counts, verdict ------------------------------------------------------------
 
 
-def _choose_order(given, sequence, labels, names, warnings):
+def _choose_order(given, sequence: UpstreamSequence, labels, names, warnings):
     if given:
         resolved = _resolve_order(given, labels, names)
         if resolved is not None:
@@ -187,14 +170,14 @@ def _choose_order(given, sequence, labels, names, warnings):
             "the order was inferred from the capture instead"
         )
     order = infer_order(sequence)
-    source = "first appearance" if order == first_appearance(sequence) else "inferred"
+    source = "first appearance" if order == sequence.first_appearance() else "inferred"
     return order, source
 
 
 def _resolve_order(given, labels, names):
     """Map each given entry (name, address or address:port) to a backend label."""
     aliases = {}
-    for (address, port), label in labels.items():
+    for (_, address, port), label in labels.items():
         for alias in (label, address, endpoint_text(address, port), names.get(address)):
             if alias:
                 aliases.setdefault(alias, label)
@@ -203,35 +186,24 @@ def _resolve_order(given, labels, names):
     return list(dict.fromkeys(aliases.get(entry, entry) for entry in given))
 
 
-def _counts(order: list[str], sequence: list[str]) -> dict[str, int]:
+def _counts(order: list[str], sequence: UpstreamSequence) -> dict[str, int]:
     """Requests per backend: every backend of the order (0 if idle), then any others."""
-    seen = Counter(sequence)
+    seen = sequence.counts
     counts = {name: seen.get(name, 0) for name in order}
-    for name in first_appearance(sequence):
+    for name in sequence.first_appearance():
         counts.setdefault(name, seen[name])
     return counts
 
 
-def detect_traffic(requests: list[HttpRequest]) -> str:
-    """Sequential if no request starts before the previous response has ended."""
-    latest_end = 0
-    for request in sorted(requests, key=_by_frame):
-        if request.first_frame < latest_end:
-            return "concurrent"
-        end = request.response_end_frame or request.response_frame or request.last_frame
-        latest_end = max(latest_end, end)
-    return "sequential"
-
-
 def judge(traffic: str, total: int, order: list[str], counts: dict[str, int],
-          breaks: list[RotationBreak]) -> tuple[str, list[str]]:
+          break_count: int, breaks: list[RotationBreak]) -> tuple[str, list[str]]:
     if not total:
         return "fail", ["no balancer→app requests in the capture"]
     if traffic == "sequential":
-        if breaks:
+        if break_count:
             first = breaks[0]
             return "fail", [
-                f"sequential traffic needs a strict rotation: {len(breaks)} break(s) in "
+                f"sequential traffic needs a strict rotation: {break_count} break(s) in "
                 f"{total} upstream requests; first at request {first.position} (frame "
                 f"{first.frame}): expected {first.expected}, got {first.got}"
             ]
@@ -250,50 +222,31 @@ def judge(traffic: str, total: int, order: list[str], counts: dict[str, int],
 # -- measures --------------------------------------------------------------------------
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    rank = max(1, -(-len(values) * share // 1))  # ceil without floats drifting
-    return values[int(rank) - 1]
+def response_times(tally: Tally, labels: dict[Route, str], counts: dict[str, int]
+                   ) -> dict[str, ResponseTimes | None]:
+    merged = {name: Latencies() for name in counts}
+    for route, label in labels.items():
+        merged[label].merge(tally.routes[route].latencies)
+    return {name: latencies.summary() for name, latencies in merged.items()}
 
 
-def response_times(upstream, labels, counts) -> dict[str, ResponseTimes | None]:
-    waits: dict[str, list[float]] = {name: [] for name in counts}
-    for request in upstream:
-        if request.response_ts is not None:
-            waits[labels[(request.server, request.server_port)]].append(
-                max(0.0, request.response_ts - request.last_ts) * 1000
-            )
-    times = {}
-    for name, values in waits.items():
-        values.sort()
-        times[name] = ResponseTimes(
-            len(values), round(percentile(values, 0.5), 3), round(percentile(values, 0.9), 3),
-            round(values[-1], 3),
-        ) if values else None
-    return times
-
-
-def _statuses(requests: list[HttpRequest]) -> dict[str, int]:
-    counts = Counter(str(r.status) if r.status else "none" for r in requests)
-    return dict(sorted(counts.items()))
-
-
-def _request_id_presence(upstream: list[HttpRequest]) -> str:
-    with_id = sum(1 for r in upstream if r.request_id)
-    if with_id == len(upstream) and with_id:
+def _request_id_presence(tally: Tally) -> str:
+    with_id = sum(tally.routes[route].with_id for route in tally.routes
+                  if tally.routes[route].side is UPSTREAM)
+    if with_id and with_id == tally.upstream.requests:
         return "all"
     return "some" if with_id else "none"
 
 
-def _unmatched_examples(pairing: Pairing, labels: dict) -> list[str]:
+def _unmatched_examples(pairing: Pairing, labels: dict[Route, str]) -> list[str]:
     examples = [
         f"client request frame {r.first_frame}: {r.method} {r.uri} (status {r.status})"
-        for r in pairing.unmatched_client[:EXAMPLES]
+        for r in pairing.client_examples
     ]
     examples += [
         f"upstream request frame {r.first_frame}: {r.method} {r.uri} to "
-        f"{labels[(r.server, r.server_port)]}"
-        for r in pairing.unmatched_upstream[:EXAMPLES]
+        f"{labels[r.route.key]}"
+        for r in pairing.upstream_examples
     ]
     return examples
 
@@ -301,34 +254,36 @@ def _unmatched_examples(pairing: Pairing, labels: dict) -> list[str]:
 # -- what the reader should know --------------------------------------------------------
 
 
-def _explain(stats: WireStats, client, upstream, pairing, order_source, traffic,
-             traffic_source, warnings, notes) -> None:
+def _explain(stats: WireStats, tally: Tally, pairing: Pairing, request_ids: str,
+             statuses: dict[str, dict[str, int]], order_source, traffic, traffic_source,
+             warnings, notes) -> None:
     _warn_about_capture(stats, warnings)
-    if not client:
+    has_client = bool(tally.client.requests)
+    if not has_client:
         notes.append("no client→balancer requests in the capture: only the upstream side "
                      "is analysed, nothing is paired")
-    if upstream and not any(r.request_id for r in upstream):
+    if tally.upstream.requests and request_ids == "none":
         notes.append("upstream requests carry no X-Request-ID (a capture made elsewhere?): "
                      "they are told apart by upstream connection and order on it")
-    if client:
+    if has_client:
         notes.append(_pairing_note(pairing))
     if order_source != "given":
         notes.append(f"upstream order by {order_source} in the capture (a cycle: it may "
                      "start anywhere); a backend that got no request cannot be seen: "
                      "give the topology's order to check for it")
-    side = "client" if client else "upstream"
+    side = "client" if has_client else "upstream"
     notes.append(f"traffic {traffic} ({traffic_source}"
                  + (f" from {side} request overlap)" if traffic_source == "detected" else ")"))
     if pairing.unmatched_client or pairing.unmatched_upstream:
-        warnings.append(f"{len(pairing.unmatched_client)} client request(s) without an "
-                        f"upstream request and {len(pairing.unmatched_upstream)} upstream "
+        warnings.append(f"{pairing.unmatched_client} client request(s) without an "
+                        f"upstream request and {pairing.unmatched_upstream} upstream "
                         "request(s) without a client request")
     if pairing.retries:
         warnings.append(f"{pairing.retries} upstream request(s) repeat an X-Request-ID: "
                         "nginx retried another backend")
-    statuses = _statuses(client or upstream)
-    unanswered = statuses.pop("none", 0)
-    failed = {status: n for status, n in statuses.items() if not status.startswith("2")}
+    shown = dict(statuses[side])
+    unanswered = shown.pop("none", 0)
+    failed = {status: n for status, n in shown.items() if not status.startswith("2")}
     if failed:
         warnings.append(f"responses that are not 2xx ({side} side): {failed}")
     if unanswered:
@@ -336,9 +291,9 @@ def _explain(stats: WireStats, client, upstream, pairing, order_source, traffic,
 
 
 def _pairing_note(pairing: Pairing) -> str:
-    if pairing.method == "x-request-id":
+    if pairing.method == BY_REQUEST_ID:
         return "client and upstream requests paired by X-Request-ID"
-    if pairing.method == "method+uri+time":
+    if pairing.method == BY_METHOD_URI_TIME:
         return ("client and upstream requests paired by method+URI in time order (the "
                 "client side carries no X-Request-ID); same-URI requests in flight at "
                 "once may be swapped")
@@ -368,17 +323,23 @@ def _warn_about_capture(stats: WireStats, warnings: list[str]) -> None:
 # -- flow diagram data -----------------------------------------------------------------
 
 
-def build_flow(client, upstream, pairing, labels, names, balancer, order, limit):
-    """Columns (name, address) and arrows of the first ``limit`` exchanges."""
-    exchanges = [*pairing.pairs, *((c, None) for c in pairing.unmatched_client),
-                 *((None, u) for u in pairing.unmatched_upstream)]
-    if not client:
-        exchanges = [(None, u) for u in upstream]
+def build_flow(tally: Tally, labels: dict[Route, str], names: dict[str, str], balancer: str,
+               order: list[str]):
+    """Columns (name, address) and arrows of the first ``flow_limit`` exchanges.
+
+    The tally kept the first ``flow_limit`` requests of each side and the partners of
+    those client requests: enough for the first exchanges, whatever they pair with.
+    """
+    if tally.client.requests:
+        exchanges = [(front, tally.partners.get(front)) for front in tally.flow_clients]
+        exchanges += [(None, back) for back in tally.flow_upstream if not back.paired]
+    else:
+        exchanges = [(None, back) for back in tally.flow_upstream]
     exchanges.sort(key=lambda pair: (pair[0] or pair[1]).first_frame)
     balancer_name = names.get(balancer, balancer)
     arrows: list[FlowArrow] = []
     clients: dict[str, str] = {}
-    for front, back in exchanges[:max(limit, 0)]:
+    for front, back in exchanges[:tally.flow_limit]:
         if front is not None:
             name = names.get(front.client, front.client)
             if name == balancer_name:  # the client runs on the balancer's host
@@ -386,10 +347,10 @@ def build_flow(client, upstream, pairing, labels, names, balancer, order, limit)
             clients.setdefault(name, front.client)
             arrows += _arrows(front, name, balancer_name, with_id=False)
         if back is not None:
-            backend = labels[(back.server, back.server_port)]
-            arrows += _arrows(back, balancer_name, backend, with_id=True)
+            arrows += _arrows(back, balancer_name, labels[back.route.key], with_id=True)
     arrows.sort(key=lambda arrow: arrow.frame)
-    addresses = {label: endpoint_text(*key) for key, label in labels.items()}
+    addresses = {label: endpoint_text(address, port)
+                 for (_, address, port), label in labels.items()}
     backends = list(dict.fromkeys([*order, *labels.values()]))
     columns = [*((name, address) for name, address in clients.items()),
                (balancer_name, balancer),

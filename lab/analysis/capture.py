@@ -122,6 +122,15 @@ class CaptureFile:
         elif blocks.incomplete_tail:
             self.truncated = f"the last {blocks.incomplete_tail} bytes are an incomplete record"
 
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> CaptureFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _pcapng_frames(self) -> Iterator[tuple[float, int, bytes]]:
         reader = self._reader
         read = reader._read_packet

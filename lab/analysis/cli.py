@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-from rich.console import Console
+from contextlib import contextmanager
 
 from lab.analysis.analyse import analyse
 from lab.analysis.errors import CaptureError
@@ -31,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png", metavar="FILE",
                         help=f"draw the flow diagram into FILE (first --flow N exchanges, "
                              f"default {DEFAULT_PNG_EXCHANGES})")
+    parser.add_argument("--upstream-list", metavar="FILE",
+                        help="write the backend (address<TAB>port) of every upstream "
+                             "request to FILE, in order (as tshark -T fields -e ip.dst "
+                             "-e tcp.dstport would)")
     parser.add_argument("--topology", metavar="YAML",
                         help="name hosts and take the app order from this topology file")
     traffic = parser.add_mutually_exclusive_group()
@@ -50,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     flow_limit = args.flow or (DEFAULT_PNG_EXCHANGES if args.png else 0)
     try:
         names, order = _topology(args.topology) if args.topology else (None, None)
-        result = analyse(args.pcap, names=names, upstream_order=order,
-                         traffic=args.traffic, flow_limit=flow_limit)
+        with _upstream_list(args.upstream_list) as upstream_log:
+            result = analyse(args.pcap, names=names, upstream_order=order,
+                             traffic=args.traffic, flow_limit=flow_limit,
+                             upstream_log=upstream_log)
         if args.png:
             _write_png(result, args.png)
     except LabError as err:  # CaptureError, or a bad topology file
@@ -59,10 +64,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(result.to_json())
     else:
+        from rich.console import Console  # imported here: --json does without it
+
         from lab.analysis.render import render_report
 
         render_report(result, Console(), flow=args.flow)
     return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+@contextmanager
+def _upstream_list(path: str | None):
+    if path is None:
+        yield None
+        return
+    try:
+        file = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise CaptureError(f"cannot write the upstream list to {path}: {err.strerror}") \
+            from None
+    with file:
+        yield file
 
 
 def _refuse(message: str) -> int:

@@ -33,11 +33,13 @@ _tcp = struct.Struct("!4xIIBB").unpack_from  # seq, ack, data offset, flags
 _ushort = struct.Struct("!H").unpack_from
 
 # The usual frame: untagged Ethernet, IPv4 without options, TCP. From the frame's start:
-# ethertype, version/IHL, total length, fragment field, protocol, seq, ack, data offset,
-# flags; the direction key is bytes 26..38 (addresses, then ports).
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB14xIIBB")
+# ethertype, version/IHL, total length, fragment field, protocol, seq, data offset,
+# flags; the ack at 42 is read only when needed; the direction key is bytes 26..38
+# (addresses, then ports).
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB14xI4xBB")
+_ACK = struct.Struct("!I")
 _USUAL_MIN = 54  # 14 + 20 + 20
-_KEY_START, _KEY_END, _TCP_START = 26, 38, 34
+_KEY_START, _KEY_END, _TCP_START, _ACK_AT = 26, 38, 34, 42
 
 NOT_IP = -1
 
@@ -227,12 +229,14 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     """
     record = blocks.record_header.unpack_from
     usual_frame = _ETH_IPV4_TCP.unpack_from
+    ack_of = _ACK.unpack_from
     dissector = Dissector(tracker, counts)
     general = dissector.frame
     follow = tracker.segment
     directions = tracker.directions
-    ethernet = link_type == ETHERNET
-    frame = usual = 0
+    usual_min = _USUAL_MIN if link_type == ETHERNET else 1 << 62  # else: no usual frame
+    holding = tracker.holding  # changes only inside follow()
+    frame = unusual = 0
     block = blocks.refill(b"")
     try:
         while block:
@@ -245,37 +249,33 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
                     break
                 at = end
                 frame += 1
-                if ethernet and caplen >= _USUAL_MIN:
-                    (ethertype, ver_ihl, ip_length, fragment, protocol, seq, ack,
-                     data_offset, flags) = usual_frame(block, data)
-                    stop = data + 14 + ip_length
+                if caplen >= usual_min:
+                    (ethertype, ver_ihl, ip_length, fragment, protocol, seq, data_offset,
+                     flags) = usual_frame(block, data)
+                    start = data + _TCP_START + (data_offset >> 4) * 4
+                    stop = data + 14 + ip_length  # (an IP length of 0, from TSO, fails below)
                     if (ethertype == 0x0800 and ver_ihl == 0x45 and protocol == TCP
-                            and not fragment & 0x3FFF and ip_length and stop <= end):
-                        start = data + _TCP_START + (data_offset >> 4) * 4
-                        if start < stop:
-                            usual += 1
-                            if not flags & SYN_FIN_RST and not tracker.holding:
-                                direction = directions.get(block[data + _KEY_START:
-                                                                 data + _KEY_END])
-                                if (direction is not None and seq == direction.next_seq
-                                        and direction.parser is not None):
-                                    direction.next_seq = (seq + stop - start) & MASK
-                                    direction.parser.feed(block[start:stop], sec + usec * unit,
-                                                          frame)
-                                    continue
-                            follow(frame, sec + usec * unit, block[data + _KEY_START:
-                                                                   data + _KEY_END],
-                                   seq, ack, flags, block[start:stop], 0)
-                            continue
-                        if start == stop:
-                            usual += 1
-                            if flags & SYN_FIN_RST or tracker.holding:
-                                follow(frame, sec + usec * unit,
-                                       block[data + _KEY_START:data + _KEY_END], seq, ack,
-                                       flags, b"", 0)
-                            continue
+                            and not fragment & 0x3FFF and start <= stop <= end):
+                        if not flags & SYN_FIN_RST and not holding:
+                            if start == stop:
+                                continue  # a bare ACK, and no hole waits for one
+                            direction = directions.get(block[data + _KEY_START:
+                                                             data + _KEY_END])
+                            if (direction is not None and seq == direction.next_seq
+                                    and (parser := direction.parser) is not None):
+                                direction.next_seq = (seq + stop - start) & MASK
+                                parser.feed(block, sec + usec * unit, frame, start, stop)
+                                continue  # in order: straight to HTTP
+                        follow(frame, sec + usec * unit, block[data + _KEY_START:
+                                                               data + _KEY_END],
+                               seq, ack_of(block, data + _ACK_AT)[0], flags,
+                               block[start:stop], 0)
+                        holding = tracker.holding
+                        continue
+                unusual += 1
                 general(frame, sec + usec * unit, link_type, block[data:end])
+                holding = tracker.holding
             block = blocks.refill(block[at:])
     finally:
-        dissector.done(frame, usual)
+        dissector.done(frame, frame - unusual)
     return frame

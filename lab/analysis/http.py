@@ -1,20 +1,31 @@
 """Incremental HTTP/1.x parsing of one TCP direction: request and response heads only.
 
 Bodies are skipped by counting (Content-Length, chunked, or until close), never buffered,
-so memory per direction is bounded by the largest head (``MAX_HEAD``).
+so memory per direction is bounded by the largest head (``MAX_HEAD``). A head is read in
+place: the start line by a regular expression, the few headers the analysis needs by
+``find`` on a lower-cased copy of the header lines.
+
+Each request is announced twice, in frame order (see ``lab.analysis.order``): when its
+head is complete (``started``) and when nothing more will be learnt about it
+(``done``): its response has ended, or its connection or the capture has.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.analysis.order import FrameOrder
 
 SYNC, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, TRAILER, UNTIL_CLOSE, DEAD = range(8)
+REQUEST, RESPONSE = "request", "response"
 MAX_HEAD = 64 * 1024  # a longer head is not HTTP, or not worth following
 MAX_CHUNK_LINE = 1024
 SYNC_CARRY = 4096  # bytes kept between segments while looking for a message start
 SYNC_GIVE_UP = 1 << 20  # a stream with no message in its first MiB is not HTTP
+CR, LF = 13, 10
 
 _MESSAGE_START = re.compile(
     rb"[A-Z][A-Z_-]{0,19} [!-~]+ HTTP/1\.[01]\r\n|HTTP/1\.[01] [1-5]\d\d[ \r]"
@@ -22,44 +33,135 @@ _MESSAGE_START = re.compile(
 _PLAUSIBLE_START = re.compile(rb"HTTP/1\.[01] |[A-Z][A-Z_-]{0,19} [!-~]")
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z_-]{0,19}) ([!-~]+) HTTP/1\.[01]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5]\d\d)(?: |$)")
-_WANTED_HEADER = re.compile(
-    rb"\r\n(content-length|transfer-encoding|x-request-id|x-served-by)[ \t]*:([^\r\n]*)",
-    re.IGNORECASE,
-)
 _NO_BODY_STATUSES = frozenset({204, 304})
+CHUNKED, NO_LENGTH, MALFORMED = -1, -2, -3  # body framings besides a length
+
+# The first 13 bytes of the usual status line ("HTTP/1.1 200 ") -> its status: one dict
+# lookup instead of a line search and a regular expression, for every response.
+STATUS_PREFIX = 13
+_STATUS_PREFIXES = {f"HTTP/1.{minor} {status} ".encode(): status
+                    for minor in (0, 1) for status in range(100, 600)}
+
+# Header names as searched for in the lower-cased header lines: each follows a CRLF.
+CONTENT_LENGTH = b"\r\ncontent-length"
+TRANSFER_ENCODING = b"\r\ntransfer-encoding"
+X_REQUEST_ID = b"\r\nx-request-id"
+X_SERVED_BY = b"\r\nx-served-by"
+# ...and as almost everyone spells them, colon included: found without a lower-cased copy.
+USUAL_CONTENT_LENGTH = b"\r\nContent-Length:"
+USUAL_TRANSFER_ENCODING = b"\r\nTransfer-Encoding:"
+USUAL_X_REQUEST_ID = b"\r\nX-Request-ID:"
+USUAL_X_SERVED_BY = b"\r\nX-Served-By:"
+_CONTENT_LENGTH_VALUE = len(USUAL_CONTENT_LENGTH)  # offset of the value after the name
+UNREAD = object()  # a header value not looked up yet
 
 
-@dataclass(slots=True)
+class Route:
+    """Where the requests of one connection go: client address, server address and port.
+
+    One object per connection direction, shared by its requests, so that the analysis can
+    keep its record of the route in ``counted`` instead of looking it up per request.
+    """
+
+    __slots__ = ("client", "server", "port", "counted")
+
+    def __init__(self, client: str, server: str, port: int):
+        self.client, self.server, self.port = client, server, port
+        self.counted: object = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.client, self.server, self.port
+
+
 class HttpRequest:
-    """One request seen on the wire, with the head of its response once that is seen."""
+    """One request seen on the wire, with the head of its response once that is seen.
 
-    connection: int  # TCP connection number, in order of appearance
-    position: int  # 1 for the first request on its connection (keep-alive reuse)
-    client: str
-    client_port: int
-    server: str
-    server_port: int
-    method: str
-    uri: str
-    request_id: str | None
-    first_frame: int  # frame carrying the request's first byte
-    first_ts: float
-    last_frame: int  # frame carrying its last byte (end of head or body)
-    last_ts: float
+    The header lines of both heads are kept (while the request is in flight), and the
+    headers the analysis may want are read from them when asked for: each analysis needs
+    only some of them, for some requests. A plain class: what is not known yet is a
+    class attribute, so that making one (once per request) sets only what is known.
+    Compared and hashed by identity.
+    """
+
     status: int | None = None
-    served_by: str | None = None
-    response_request_id: str | None = None
+    response_head: bytes | None = None  # the response's header lines
     response_frame: int | None = None  # frame carrying the response's first byte
     response_ts: float | None = None
     response_end_frame: int | None = None  # frame carrying the response's last byte
     response_end_ts: float | None = None
+    paired = False  # taken by the analysis' pairing (see lab.analysis.pairing)
+    _request_id: object = UNREAD
+    _served_by: object = UNREAD
+    _response_request_id: object = UNREAD
+
+    def __init__(self, connection: int, position: int, route: Route, client_port: int,
+                 method: str, uri: str, head: bytes, first_frame: int, first_ts: float,
+                 last_frame: int, last_ts: float):
+        self.connection = connection  # TCP connection number, in order of appearance
+        self.position = position  # 1 for the first request on its connection (keep-alive)
+        self.route = route
+        self.client_port = client_port
+        self.method = method
+        self.uri = uri
+        self.head = head  # the request's header lines, each after a CRLF
+        self.first_frame = first_frame  # frame carrying the request's first byte
+        self.first_ts = first_ts
+        self.last_frame = last_frame  # frame carrying its last byte (end of head or body)
+        self.last_ts = last_ts
+
+    def __repr__(self) -> str:
+        return (f"HttpRequest({self.method} {self.uri} {self.client}:{self.client_port} -> "
+                f"{self.server}:{self.server_port}, frames {self.first_frame}-"
+                f"{self.end_frame}, status {self.status})")
+
+    @property
+    def request_id(self) -> str | None:
+        """The request's X-Request-ID."""
+        if self._request_id is UNREAD:
+            self._request_id = header_text(self.head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
+        return self._request_id
+
+    @property
+    def served_by(self) -> str | None:
+        """The response's X-Served-By."""
+        if self._served_by is UNREAD:
+            self._served_by = header_text(self.response_head, USUAL_X_SERVED_BY,
+                                          X_SERVED_BY)
+        return self._served_by
+
+    @property
+    def response_request_id(self) -> str | None:
+        """The response's X-Request-ID (nginx's add_header echoes it to the client)."""
+        if self._response_request_id is UNREAD:
+            self._response_request_id = header_text(self.response_head,
+                                                     USUAL_X_REQUEST_ID, X_REQUEST_ID)
+        return self._response_request_id
+
+    @property
+    def client(self) -> str:
+        return self.route.client
+
+    @property
+    def server(self) -> str:
+        return self.route.server
+
+    @property
+    def server_port(self) -> int:
+        return self.route.port
+
+    @property
+    def end_frame(self) -> int:
+        """Where the exchange ends: the response's last byte, as far as it was seen."""
+        return self.response_end_frame or self.response_frame or self.last_frame
 
 
 class HttpLog:
-    """Everything the parsers found, in one place: grows with requests, not packets."""
+    """What all the parsers share: where requests are announced, and counts."""
 
-    def __init__(self) -> None:
-        self.requests: list[HttpRequest] = []
+    def __init__(self, order: FrameOrder) -> None:
+        self.order = order
+        self.requests = 0  # of the connections closed so far (all, at the end)
         self.orphan_responses = 0  # responses with no request seen before them
         self.resyncs = 0  # times a parser lost track and searched for the next message
 
@@ -67,65 +169,174 @@ class HttpLog:
 class Conversation:
     """What the two directions of one TCP connection share."""
 
-    __slots__ = ("number", "awaiting", "requests_seen", "log")
+    __slots__ = ("number", "awaiting", "requests_seen", "log", "closed")
 
     def __init__(self, number: int, log: HttpLog):
         self.number = number
         self.awaiting: deque[HttpRequest] = deque()  # requests without a response yet
         self.requests_seen = 0
         self.log = log
+        self.closed = False
+
+    def close(self) -> None:
+        """The connection is over: its unanswered requests are done."""
+        if self.closed:
+            return
+        self.closed = True
+        self.log.requests += self.requests_seen
+        done = self.log.order.done
+        while self.awaiting:
+            done(self.awaiting.popleft())
 
 
-def _wanted_headers(head: bytes) -> dict[bytes, str]:
-    """The few headers the analysis uses, found with one regex pass over the head."""
-    return {
-        name.lower(): value.strip().decode("latin-1")
-        for name, value in _WANTED_HEADER.findall(head)
-    }
+def _header(lowered: bytes, name: bytes) -> tuple[int, int] | None:
+    """Where the value of the last header ``name`` is in ``lowered``: (start, end).
+
+    ``lowered`` is the lower-cased header lines, from the CRLF ending the start line to the
+    CRLF ending the last header; ``name`` is lower case, with its leading CRLF. The usual
+    "Name: value" is found by one ``rfind``; the rest is left to ``_unusual_header``.
+    """
+    at = lowered.rfind(name)
+    if at < 0:
+        return None
+    colon = at + len(name)
+    if lowered[colon] != 58:  # ":"
+        return _unusual_header(lowered, name, at)
+    return colon + 1, lowered.find(b"\r\n", colon)
 
 
-def _body_framing(headers: dict[bytes, str]) -> tuple[int, int]:
-    """Return (state, byte count) for the body announced by the headers; -1 if malformed."""
-    if "chunked" in headers.get(b"transfer-encoding", "").lower():
-        return CHUNK_SIZE, 0
-    length = headers.get(b"content-length")
-    if length is None:
-        return HEAD, -2  # no length given: caller decides (none, or until close)
-    if not length.isdigit():
-        return DEAD, -1
-    return BODY, int(length)
+def _unusual_header(lowered: bytes, name: bytes, at: int) -> tuple[int, int] | None:
+    """Blanks before the colon, or a longer name (x-request-id-from) found first."""
+    while at >= 0:
+        colon = at + len(name)
+        while lowered[colon] in b" \t":
+            colon += 1
+        if lowered[colon] == 58:
+            return colon + 1, lowered.find(b"\r\n", colon)
+        at = lowered.rfind(name, 0, at)
+    return None
+
+
+def header_value(lines: bytes | None, usual: bytes, name: bytes) -> bytes | None:
+    """The value of a header in header ``lines``, as bytes: looked for as ``usual``ly
+    spelt (as in ``USUAL_X_REQUEST_ID``), then in any case (``name``: ``X_REQUEST_ID``)."""
+    if lines is None:
+        return None
+    at = lines.rfind(usual)
+    if at >= 0:
+        at += len(usual)
+        return lines[at:lines.find(b"\r\n", at)].strip()
+    span = _header(lines.lower(), name)
+    return None if span is None else lines[span[0]:span[1]].strip()
+
+
+def header_text(lines: bytes | None, usual: bytes, name: bytes) -> str | None:
+    """``header_value`` as text."""
+    value = header_value(lines, usual, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _body_framing(lines: bytes) -> int:
+    """The body announced by header ``lines``: its length, or CHUNKED, NO_LENGTH or
+    MALFORMED. A usually spelt Content-Length is read as is (with a Transfer-Encoding too,
+    the message is malformed: the length is trusted); anything else from a lower-cased
+    copy."""
+    at = lines.rfind(USUAL_CONTENT_LENGTH)
+    if at >= 0:
+        start = at + _CONTENT_LENGTH_VALUE
+        digits = lines[start:lines.find(b"\r\n", start)].strip()
+        return int(digits) if digits.isdigit() else MALFORMED
+    return _lowered_body_framing(lines.lower())
+
+
+def _lowered_body_framing(lowered: bytes) -> int:
+    """``_body_framing`` from the lower-cased header lines: what a request without a body
+    needs (nothing to find, in any spelling)."""
+    if lowered.find(TRANSFER_ENCODING) >= 0 and _is_chunked(lowered):
+        return CHUNKED
+    span = _header(lowered, CONTENT_LENGTH)
+    if span is None:
+        return NO_LENGTH
+    digits = lowered[span[0]:span[1]].strip()
+    return int(digits) if digits.isdigit() else MALFORMED
+
+
+def _is_chunked(lowered: bytes) -> bool:
+    encoding = _header(lowered, TRANSFER_ENCODING)
+    return encoding is not None and lowered.find(b"chunked", *encoding) >= 0
+
+
+_REQUEST_LINES: dict[bytes, tuple[str, str]] = {}  # request lines repeat: a cache
+MAX_REQUEST_LINES = 4096
+
+
+def _request_line(line: bytes) -> tuple[str, str] | None:
+    """(method, URI) of a request line; None if it is not one."""
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        return None
+    if len(_REQUEST_LINES) >= MAX_REQUEST_LINES:
+        _REQUEST_LINES.clear()
+    parsed = _REQUEST_LINES[line] = match[1].decode("latin-1"), match[2].decode("latin-1")
+    return parsed
 
 
 class HttpParser:
     """Parses one direction of a TCP connection: all requests, or all responses."""
 
     __slots__ = (
-        "conversation", "client", "client_port", "server", "server_port", "state", "buf",
-        "carry", "remaining", "role", "current", "first_frame", "first_ts", "at_start",
-        "scanned",
+        "conversation", "order", "route", "client_port", "state", "buf", "carry",
+        "remaining", "role", "current", "first_frame", "first_ts", "at_start", "scanned",
+        "holding",
     )
 
-    def __init__(self, conversation: Conversation, endpoints: tuple[str, int, str, int],
+    def __init__(self, conversation: Conversation, route: Route, client_port: int,
                  from_start: bool):
+        """``route`` and ``client_port``: this direction's source, destination and ports,
+        i.e. the client and server if it carries requests."""
         self.conversation = conversation
-        self.client, self.client_port, self.server, self.server_port = endpoints
+        self.order = conversation.log.order
+        self.route = route
+        self.client_port = client_port
         # From a SYN the first byte must start a message; otherwise search for one.
         self.state = HEAD if from_start else SYNC
         self.at_start = from_start  # nothing parsed yet, stream seen from its first byte
         self.buf = bytearray()
         self.carry = b""
         self.remaining = 0
-        self.role: str | None = None  # "request" or "response" once a message is seen
+        self.role: str | None = None  # REQUEST or RESPONSE once a message is seen
         self.current: HttpRequest | None = None  # request the current message belongs to
         self.first_frame = 0
         self.first_ts = 0.0
         self.scanned = 0
+        self.holding = False  # a request head spans segments: its start is not known yet
 
-    def feed(self, data: bytes, ts: float, frame: int) -> None:
-        pos, size = 0, len(data)
+    def feed(self, data: bytes, ts: float, frame: int, pos: int, size: int) -> None:
+        """Parse the next bytes of this direction, ``data[pos:size]``, carried by ``frame``.
+
+        ``data`` may be a whole block of the capture file: the usual message is parsed in
+        place, and only what must be kept is copied out of it.
+        """
         while pos < size:
             state = self.state
-            if state in (BODY, CHUNK_DATA):
+            if state == HEAD and not self.buf:  # a message starts at pos
+                end = data.find(b"\r\n\r\n", pos, size)
+                if 0 <= end - pos <= MAX_HEAD:  # the usual case: a whole head here
+                    role = self.role
+                    if role is RESPONSE:
+                        after = self._response(data, pos, end, size, ts, frame, frame, ts)
+                    elif role is REQUEST:
+                        after = self._request(data, pos, end, size, ts, frame, frame, ts)
+                    else:
+                        after = self._first_message(data, pos, end, size, ts, frame, frame,
+                                                    ts)
+                    if after >= 0:
+                        pos = after
+                        continue
+                    data, pos, size = self._not_a_head(data[pos:size])
+                else:  # the head goes on in later segments
+                    data, pos, size = self._start_head(data[pos:size], ts, frame)
+            elif state in (BODY, CHUNK_DATA):
                 take = min(self.remaining, size - pos)
                 self.remaining -= take
                 pos += take
@@ -134,14 +345,17 @@ class HttpParser:
                         self._message_done(ts, frame)
                     else:
                         self.state = CHUNK_SIZE
-            elif state == HEAD:
-                data, pos, size = self._feed_head(data, pos, ts, frame)
-            elif state == SYNC:
-                data, pos, size = self._search_start(data, pos, ts, frame)
-            elif state in (CHUNK_SIZE, TRAILER):
-                pos = self._feed_chunk_line(data, pos, ts, frame)
-            else:  # UNTIL_CLOSE or DEAD: nothing to find in these bytes
-                return
+            else:  # the rarer states work on a copy of the rest
+                if pos or size != len(data):
+                    data, pos, size = data[pos:size], 0, size - pos
+                if state == HEAD:
+                    data, pos, size = self._continue_head(data, pos, ts, frame)
+                elif state == SYNC:
+                    data, pos, size = self._search_start(data, pos, ts, frame)
+                elif state in (CHUNK_SIZE, TRAILER):
+                    pos = self._feed_chunk_line(data, pos, ts, frame)
+                else:  # UNTIL_CLOSE or DEAD: nothing to find in these bytes
+                    return
 
     def gap(self, size: int, ts: float, frame: int) -> None:
         """``size`` bytes of the stream were not captured."""
@@ -157,27 +371,48 @@ class HttpParser:
         elif self.state not in (UNTIL_CLOSE, DEAD):
             self._lose_track()
 
-    def close(self, ts: float, frame: int) -> None:
-        if self.state == UNTIL_CLOSE:
+    def close(self, ts: float | None, frame: int | None) -> None:
+        """No more bytes: a response delimited by the close ends at ``frame`` (None: the
+        capture ended first, so its end was not seen)."""
+        if self.state == UNTIL_CLOSE and frame is not None:
             self._message_done(ts, frame)
+        self._end_current_response()
+        self._stop_holding()
+        self.buf.clear()
         self.state = DEAD
 
     # -- heads -----------------------------------------------------------------------
 
-    def _feed_head(self, data: bytes, pos: int, ts: float, frame: int):
+    def _not_a_head(self, data: bytes):
+        """No message head at the start of ``data``: skip stray CRLFs between messages,
+        or reject."""
+        size, pos = len(data), 0
+        if data[pos] in b"\r\n":
+            while pos < size and data[pos] in b"\r\n":
+                pos += 1
+            return data, pos, size
+        return self._reject_head(data)
+
+    def _start_head(self, data: bytes, ts: float, frame: int):
+        """A head starts ``data`` and goes on in later segments: gather it in ``buf``."""
+        size, pos = len(data), 0
+        while pos < size and data[pos] in b"\r\n":  # stray CRLFs between messages
+            pos += 1
+        if pos == size:
+            return data, pos, size
+        self.first_frame, self.first_ts = frame, ts
+        self.buf += memoryview(data)[pos:]
+        if self.role != RESPONSE:
+            self.holding = True
+            self.order.hold(self, frame)
+        if len(self.buf) > MAX_HEAD or not self._plausible(self.buf):
+            return self._reject_head()
+        return data, size, size
+
+    def _continue_head(self, data: bytes, pos: int, ts: float, frame: int):
+        """The head began in an earlier segment: gather it in ``buf``."""
         size = len(data)
         buf = self.buf
-        if not buf:
-            while pos < size and data[pos] in b"\r\n":  # stray CRLFs between messages
-                pos += 1
-            if pos == size:
-                return data, pos, size
-            self.first_frame, self.first_ts = frame, ts
-            end = data.find(b"\r\n\r\n", pos, pos + MAX_HEAD)
-            if end >= 0:  # the usual case: a whole head in one segment, no copy
-                if self._head_done(data[pos:end], ts, frame):
-                    return data, end + 4, size
-                return self._reject_head(data[pos:])
         search_from = max(len(buf) - 3, 0)
         buf += memoryview(data)[pos:]
         end = buf.find(b"\r\n\r\n", search_from)
@@ -187,10 +422,11 @@ class HttpParser:
             return data, size, size
         # The head ends in this segment: what follows it is this segment's tail.
         after = size - (len(buf) - end - 4)
-        head = bytes(buf[:end])
-        if end > MAX_HEAD or not self._head_done(head, ts, frame):
+        head = bytes(buf[:end + 4])
+        if end > MAX_HEAD or self._head(head, 0, end, ts, frame) < 0:
             return self._reject_head()
         buf.clear()
+        self._stop_holding()
         return data, after, size
 
     def _plausible(self, buf: bytearray) -> bool:
@@ -202,11 +438,17 @@ class HttpParser:
         """The bytes at a message boundary are not a message: search onwards, or give up."""
         rest = bytes(self.buf) if rest is None else rest
         self.buf.clear()
+        self._stop_holding()
         if self.at_start:  # a fresh connection that does not start with HTTP
             self.state = DEAD
             return b"", 0, 0
         self._lose_track()
         return rest[1:], 0, len(rest) - 1
+
+    def _stop_holding(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.order.release(self)
 
     def _search_start(self, data: bytes, pos: int, ts: float, frame: int):
         window = self.carry + data[pos:] if self.carry else data[pos:]
@@ -223,50 +465,91 @@ class HttpParser:
 
     def _lose_track(self) -> None:
         self.conversation.log.resyncs += 1
+        self._end_current_response()
+        self._stop_holding()
         self.state = SYNC
         self.buf.clear()
         self.carry = b""
         self.at_start = False
         self.current = None
 
-    def _head_done(self, head: bytes, ts: float, frame: int) -> bool:
-        line_end = head.find(b"\r\n")
-        start_line = head if line_end < 0 else head[:line_end]
-        if start_line.startswith(b"HTTP/"):
-            match = _STATUS_LINE.match(start_line)
-            if match is None or self.role == "request":
-                return False
-            self.role = "response"
-            self._response_head(int(match[1]), _wanted_headers(head), ts, frame)
-        else:
-            match = _REQUEST_LINE.fullmatch(start_line)
-            if match is None or self.role == "response":
-                return False
-            self.role = "request"
-            self._request_head(match[1], match[2], _wanted_headers(head), ts, frame)
-        self.at_start = False
-        return True
+    def _head(self, head: bytes, start: int, end: int, ts: float, frame: int) -> int:
+        """Parse a message whose head was gathered over several segments (``feed`` does
+        the usual, whole head in place)."""
+        first = (self.first_frame, self.first_ts)
+        stop = len(head)
+        if self.role is RESPONSE:
+            return self._response(head, start, end, stop, ts, frame, *first)
+        if self.role is REQUEST:
+            return self._request(head, start, end, stop, ts, frame, *first)
+        return self._first_message(head, start, end, stop, ts, frame, *first)
 
-    def _request_head(self, method: bytes, uri: bytes, headers: dict, ts: float,
-                      frame: int) -> None:
+    def _first_message(self, head: bytes, start: int, end: int, stop: int, ts: float,
+                       frame: int, first_frame: int, first_ts: float) -> int:
+        """The first message decides what this direction carries: requests or responses."""
+        if head.startswith(b"HTTP/", start):
+            self.role = RESPONSE
+            after = self._response(head, start, end, stop, ts, frame, first_frame, first_ts)
+        else:
+            self.role = REQUEST
+            after = self._request(head, start, end, stop, ts, frame, first_frame, first_ts)
+        if after < 0:
+            self.role = None
+        else:
+            self.at_start = False
+        return after
+
+    # The two functions below run once per message. Each parses the head
+    # ``head[start:end]`` (CRLF CRLF follows), first seen in ``first_frame`` and complete in
+    # ``frame``, and returns where parsing goes on: after the head, or after the body if
+    # it is in ``head[:stop]`` too; -1 if it is not a message this direction may carry.
+
+    def _request(self, head: bytes, start: int, end: int, stop: int, ts: float, frame: int,
+                 first_frame: int, first_ts: float) -> int:
+        """A request head: announce the request, then skip its body (if any)."""
+        line_end = head.find(b"\r\n", start, end)
+        if line_end < 0:
+            line_end = end
+        line = head[start:line_end]
+        parsed = _REQUEST_LINES.get(line) or _request_line(line)
+        if parsed is None:
+            return -1
+        lines = head[line_end:end + 2]  # the header lines, each after a CRLF
         conv = self.conversation
         conv.requests_seen += 1
-        request = HttpRequest(
-            conv.number, conv.requests_seen, self.client, self.client_port, self.server,
-            self.server_port, method.decode("latin-1"), uri.decode("latin-1"),
-            headers.get(b"x-request-id"), self.first_frame, self.first_ts, frame, ts,
-        )
+        request = HttpRequest(conv.number, conv.requests_seen, self.route, self.client_port,
+                              *parsed, lines, first_frame, first_ts, frame, ts)
         conv.awaiting.append(request)
-        conv.log.requests.append(request)
+        self.order.started(request)
+        lowered = lines.lower()
+        if lowered.find(CONTENT_LENGTH) < 0 and lowered.find(TRANSFER_ENCODING) < 0:
+            return end + 4  # no body: the request ended with its head, at this frame
+        framing = _lowered_body_framing(lowered)
+        if framing == NO_LENGTH or framing == 0:
+            return end + 4
         self.current = request
-        state, length = _body_framing(headers)
-        self._start_body(state, max(length, 0), ts, frame)
+        return self._body(framing, end + 4, stop, ts, frame)
 
-    def _response_head(self, status: int, headers: dict, ts: float, frame: int) -> None:
+    def _response(self, head: bytes, start: int, end: int, stop: int, ts: float, frame: int,
+                  first_frame: int, first_ts: float) -> int:
+        """A response head: it answers the oldest request waiting on this connection."""
+        status = _STATUS_PREFIXES.get(head[start:start + STATUS_PREFIX])
+        if status is not None:
+            base = start + STATUS_PREFIX - 1  # the reason phrase cannot hold a header
+        else:  # no reason phrase, or not a status line
+            base = head.find(b"\r\n", start, end)
+            if base < 0:
+                base = end
+            match = _STATUS_LINE.match(head, start, base)
+            if match is None:
+                return -1
+            status = int(match[1])
         if status < 200:
             # 1xx: an interim answer; the real response follows. 101 leaves HTTP.
-            self.state = DEAD if status == 101 else HEAD
-            return
+            if status == 101:
+                self.state = DEAD
+            return end + 4
+        lines = head[base:end + 2]  # the header lines, each after a CRLF
         conv = self.conversation
         request = conv.awaiting.popleft() if conv.awaiting else None
         self.current = request
@@ -274,27 +557,47 @@ class HttpParser:
             conv.log.orphan_responses += 1
         else:
             request.status = status
-            request.served_by = headers.get(b"x-served-by")
-            request.response_request_id = headers.get(b"x-request-id")
-            request.response_frame, request.response_ts = self.first_frame, self.first_ts
-        if status in _NO_BODY_STATUSES or (request is not None and request.method == "HEAD"):
+            request.response_head = lines
+            request.response_frame, request.response_ts = first_frame, first_ts
+            if request.method == "HEAD":
+                self._message_done(ts, frame)
+                return end + 4
+        if status in _NO_BODY_STATUSES:
             self._message_done(ts, frame)
-            return
-        state, length = _body_framing(headers)
-        if length == -2:  # a response without length ends when the server closes
-            self.state = UNTIL_CLOSE
-            return
-        self._start_body(state, max(length, 0), ts, frame)
-
-    def _start_body(self, state: int, length: int, ts: float, frame: int) -> None:
-        if state == DEAD:
-            self._lose_track()
-        elif state == BODY and length:
-            self.state, self.remaining = BODY, length
-        elif state == CHUNK_SIZE:
-            self.state = CHUNK_SIZE
+            return end + 4
+        at = lines.rfind(USUAL_CONTENT_LENGTH)  # _body_framing's usual case, inline
+        if at >= 0:  # (a Transfer-Encoding too would be malformed: the length is trusted)
+            at += _CONTENT_LENGTH_VALUE
+            digits = lines[at:lines.find(b"\r\n", at)].strip()
+            framing = int(digits) if digits.isdigit() else MALFORMED
         else:
-            self._message_done(ts, frame)
+            framing = _body_framing(lines)
+        after = end + 4 + framing
+        if framing >= 0 and after <= stop and request is not None:
+            # the usual case, inline: the whole body is here, the exchange is over
+            request.response_end_frame, request.response_end_ts = frame, ts
+            self.current = None
+            self.order.done(request)
+            return after
+        if framing == NO_LENGTH:  # a response without length ends when the server closes
+            self.state = UNTIL_CLOSE
+            return end + 4
+        return self._body(framing, end + 4, stop, ts, frame)
+
+    def _body(self, framing: int, start: int, size: int, ts: float, frame: int) -> int:
+        """The current message's body starts at ``start`` of a segment of ``size`` bytes:
+        return where parsing goes on. A body all in this segment ends the message here."""
+        if framing >= 0:
+            if start + framing <= size:  # the usual case
+                self._message_done(ts, frame)
+                return start + framing
+            self.state, self.remaining = BODY, framing - (size - start)
+            return size
+        if framing == CHUNKED:
+            self.state = CHUNK_SIZE
+        else:  # MALFORMED
+            self._lose_track()
+        return start
 
     # -- chunked bodies --------------------------------------------------------------
 
@@ -328,9 +631,16 @@ class HttpParser:
     def _message_done(self, ts: float, frame: int) -> None:
         request = self.current
         if request is not None:
-            if self.role == "request":
+            if self.role == REQUEST:
                 request.last_frame, request.last_ts = frame, ts
             else:
                 request.response_end_frame, request.response_end_ts = frame, ts
+                self.order.done(request)
         self.current = None
         self.state = HEAD
+
+    def _end_current_response(self) -> None:
+        """The response being read will not be seen to its end: its request is done."""
+        if self.role == RESPONSE and self.current is not None:
+            self.order.done(self.current)
+            self.current = None

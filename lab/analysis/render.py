@@ -46,7 +46,7 @@ def summary_table(result: Analysis) -> Table:
                              f"{result.unmatched_client} client and "
                              f"{result.unmatched_upstream} upstream unmatched")
     table.add_row("X-Request-ID", f"on {result.request_ids} upstream requests")
-    strict = "strict" if result.strict_rotation else f"{len(result.breaks)} breaks"
+    strict = "strict" if result.strict_rotation else f"{result.break_count} breaks"
     table.add_row("rotation", f"{' → '.join(result.upstream_order)} "
                               f"({result.order_source}): {strict}")
     return table
@@ -68,7 +68,7 @@ def backend_table(result: Analysis) -> Table:
 
 def breaks_table(result: Analysis) -> Table:
     shown = result.breaks[:SHOWN_BREAKS]
-    table = Table(title=f"rotation breaks: {len(result.breaks)} (first {len(shown)})",
+    table = Table(title=f"rotation breaks: {result.break_count} (first {len(shown)})",
                   title_justify="left")
     for header in ("request #", "frame", "expected", "got"):
         table.add_column(header)

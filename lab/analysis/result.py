@@ -6,16 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from lab.analysis.rotation import RotationBreak
-
-
-@dataclass
-class ResponseTimes:
-    """Upstream response time: request's last byte to the response's first byte."""
-
-    count: int
-    p50_ms: float
-    p90_ms: float
-    max_ms: float
+from lab.analysis.timing import ResponseTimes
 
 
 @dataclass
@@ -49,7 +40,8 @@ class Analysis:
     upstream_order: list[str]
     order_source: str  # "given", "inferred" (best cycle) or "first appearance"
     strict_rotation: bool
-    breaks: list[RotationBreak]
+    break_count: int  # places where the rotation broke
+    breaks: list[RotationBreak]  # the first of them (rotation.FIRST_BREAKS)
     spread: int  # max - min requests per backend
     traffic: str  # "sequential" or "concurrent"
     traffic_source: str  # "given" or "detected"
@@ -91,8 +83,8 @@ class Analysis:
             "upstream_counts": dict(self.upstream_counts),
             "round_robin": {
                 "strict": self.strict_rotation,
-                "breaks": len(self.breaks),
-                "first_breaks": [asdict(b) for b in self.breaks[:10]],
+                "breaks": self.break_count,
+                "first_breaks": [asdict(b) for b in self.breaks],
                 "order": list(self.upstream_order),
                 "order_source": self.order_source,
                 "spread": self.spread,

@@ -1,12 +1,23 @@
-"""Round-robin checks on the sequence of backends that upstream requests went to."""
+"""Round-robin checks on the sequence of backends that upstream requests went to.
+
+The sequence itself is never kept: ``UpstreamSequence`` reduces it, request by request, to
+what the checks need: requests per backend (in order of first appearance), how often
+each backend followed each other one, and where each such succession first happened.
+Memory: a few entries per pair of backends.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from itertools import permutations
 
 MAX_BACKENDS_TO_SEARCH = 8  # 7! cyclic orders to score; more backends use first appearance
+FIRST_BREAKS = 10  # breaks kept (the first ones); all are counted
+
+Pair = tuple[Hashable, Hashable]
+Place = tuple[int, int]  # (1-based position in the sequence, frame)
 
 
 @dataclass
@@ -17,21 +28,62 @@ class RotationBreak:
     frame: int  # capture frame of the request that broke the rotation
 
 
-def first_appearance(sequence: list[str]) -> list[str]:
-    return list(dict.fromkeys(sequence))
+class UpstreamSequence:
+    """The upstream sequence, reduced as it goes; backends are any hashable names."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict = {}  # backend -> requests, in order of first appearance
+        self.successions: dict[Pair, int] = {}  # (backend, next backend) -> times
+        self.first_places: dict[Pair, list[Place]] = {}  # where each pair first happened
+        self.previous: Hashable | None = None
+
+    def add(self, backend: Hashable, frame: int) -> None:
+        self.total += 1
+        self.counts[backend] = self.counts.get(backend, 0) + 1
+        previous, self.previous = self.previous, backend
+        if previous is None:
+            return
+        pair = (previous, backend)
+        times = self.successions[pair] = self.successions.get(pair, 0) + 1
+        if times <= FIRST_BREAKS:
+            self.first_places.setdefault(pair, []).append((self.total, frame))
+
+    def renamed(self, name: Callable[[Hashable], str]) -> UpstreamSequence:
+        """The same sequence with each backend replaced by ``name(backend)``.
+
+        Two backends may get one name: their counts and successions add up.
+        """
+        result = UpstreamSequence()
+        result.total = self.total
+        counts, successions = Counter(), Counter()
+        for backend, count in self.counts.items():
+            counts[name(backend)] += count
+        for (a, b), count in self.successions.items():
+            successions[(name(a), name(b))] += count
+        result.counts, result.successions = dict(counts), dict(successions)
+        for (a, b), places in self.first_places.items():
+            merged = result.first_places.setdefault((name(a), name(b)), [])
+            merged.extend(places)
+            merged.sort()
+            del merged[FIRST_BREAKS:]
+        return result
+
+    def first_appearance(self) -> list:
+        return list(self.counts)
 
 
-def infer_order(sequence: list[str]) -> list[str]:
+def infer_order(sequence: UpstreamSequence) -> list:
     """The cyclic order of backends that explains the most consecutive pairs.
 
     Round-robin is a cycle that may start anywhere, so only the successor of each backend
     matters. Candidates are every cyclic order (first backend fixed); ties go to the order
     of first appearance, so a clean rotation reports the order in which it was seen.
     """
-    seen = first_appearance(sequence)
+    seen = sequence.first_appearance()
     if len(seen) < 3 or len(seen) > MAX_BACKENDS_TO_SEARCH:
         return seen
-    pairs = Counter(zip(sequence, sequence[1:], strict=False))
+    pairs = sequence.successions
     best, best_score = seen, _score(seen, pairs)
     for rest in permutations(seen[1:]):
         candidate = [seen[0], *rest]
@@ -41,21 +93,25 @@ def infer_order(sequence: list[str]) -> list[str]:
     return best
 
 
-def _score(order: list[str], pairs: Counter) -> int:
-    return sum(pairs[(a, b)] for a, b in zip(order, order[1:] + order[:1], strict=True))
+def _score(order: list, pairs: dict) -> int:
+    return sum(pairs.get((a, b), 0) for a, b in zip(order, order[1:] + order[:1], strict=True))
 
 
-def rotation_breaks(sequence: list[str], frames: list[int], order: list[str]
-                    ) -> list[RotationBreak]:
-    """Every place where a backend is not followed by the next one in ``order``."""
+def rotation_breaks(sequence: UpstreamSequence, order: list[str]
+                    ) -> tuple[int, list[RotationBreak]]:
+    """(number of breaks, the first ``FIRST_BREAKS`` of them): every place where a backend
+    is not followed by the next one in ``order``."""
     successor = dict(zip(order, order[1:] + order[:1], strict=True))
-    breaks = []
-    for position in range(1, len(sequence)):
-        expected = successor.get(sequence[position - 1], "?")
-        if sequence[position] != expected:
-            breaks.append(RotationBreak(position + 1, expected, sequence[position],
-                                        frames[position]))
-    return breaks
+    count = 0
+    first: list[RotationBreak] = []
+    for (previous, backend), times in sequence.successions.items():
+        expected = successor.get(previous, "?")
+        if backend != expected:
+            count += times
+            first += [RotationBreak(position, expected, backend, frame)
+                      for position, frame in sequence.first_places[(previous, backend)]]
+    first.sort(key=lambda brk: brk.position)
+    return count, first[:FIRST_BREAKS]
 
 
 def spread(counts: dict[str, int]) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from collections import OrderedDict
 
-from lab.analysis.http import Conversation, HttpLog, HttpParser
+from lab.analysis.http import Conversation, HttpLog, HttpParser, Route
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 MASK = 0xFFFFFFFF
@@ -140,7 +140,7 @@ class Direction:
                 payload = payload[already_seen:]
         parser = self._parser()
         if payload:
-            parser.feed(payload, ts, frame)
+            parser.feed(payload, ts, frame, 0, len(payload))
         if missing:
             self.tracker.bytes_not_captured += missing
             parser.gap(missing, ts, frame)
@@ -150,8 +150,8 @@ class Direction:
         if self.parser is None:
             src, sport, dst, dport = split_key(self.key)
             text = self.tracker.text
-            self.parser = HttpParser(self.conversation, (text(src), text(dst), dport), sport,
-                                     self.from_start)
+            self.parser = HttpParser(self.conversation, Route(text(src), text(dst), dport),
+                                     sport, self.from_start)
         return self.parser
 
 
@@ -199,7 +199,7 @@ class TcpTracker:
             parser = direction.parser
             if seq == direction.next_seq and parser and not missing and not direction.pending:
                 direction.next_seq = (seq + len(payload)) & MASK  # the usual, in-order case
-                parser.feed(payload, ts, frame)
+                parser.feed(payload, ts, frame, 0, len(payload))
             else:
                 direction.receive(seq, payload, missing, ts, frame)
         if flags & (FIN | RST):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from itertools import islice
 
 from lab.analysis.capture import CaptureFile, link_type_name
-from lab.analysis.dissect import LINK_DECODERS, DissectCounts, tcp_segments
+from lab.analysis.dissect import LINK_DECODERS, DissectCounts, follow_frames, follow_pcap
 from lab.analysis.errors import CaptureError
 from lab.analysis.http import HttpLog, HttpRequest
+from lab.analysis.order import FrameOrder, RequestSink
 from lab.analysis.tcp import TcpTracker
-
-BATCH = 256  # segments dissected before they are followed
 
 CAPTURE_HINT = (
     "capture on the balancer with tcpdump -i IFACE --immediate-mode -w FILE "
@@ -34,26 +32,30 @@ class WireStats:
     bytes_not_captured: int
     orphan_responses: int
     resyncs: int
+    requests: int  # HTTP requests of every route
     truncated: str  # empty when the file ended cleanly
     dissect: DissectCounts
     reader_warnings: list[str] = field(default_factory=list)
 
 
-def read_http(path: str | os.PathLike) -> tuple[list[HttpRequest], WireStats]:
-    """Read the whole capture once; return every HTTP request seen and the reading stats."""
+def read_wire(path: str | os.PathLike, sink: RequestSink) -> WireStats:
+    """Read the whole capture once, announcing every HTTP request to ``sink`` in frame
+    order: ``sink.started(request)`` once its head is complete, ``sink.done(request)``
+    when its exchange is over. Nothing is kept here: ``sink`` keeps what it wants."""
     path = os.fspath(path)
-    log = HttpLog()
+    order = FrameOrder(sink)
+    log = HttpLog(order)
     tracker = TcpTracker(log)
     counts = DissectCounts()
     with CaptureFile(path) as capture:
-        follow = tracker.segment
-        segments = tcp_segments(capture.frames(), counts, tracker.wants_bare_acks)
-        # Dissecting a batch, then following it, runs ~15% faster than segment by
-        # segment (better cache locality); a batch is small, so memory stays flat.
-        while batch := list(islice(segments, BATCH)):
-            for segment in batch:
-                follow(*segment)
+        if capture.format == "pcap":
+            frames = follow_pcap(capture.blocks(), capture.link_type, capture.timestamp_unit,
+                                 tracker, counts)
+        else:
+            frames = follow_frames(capture.frames(), tracker, counts)
+        capture.done(frames)
         tracker.finish()
+        order.finish()
     stats = WireStats(
         path=path,
         format=capture.format + (" (gzip)" if capture.compressed else ""),
@@ -65,15 +67,37 @@ def read_http(path: str | os.PathLike) -> tuple[list[HttpRequest], WireStats]:
         bytes_not_captured=tracker.bytes_not_captured,
         orphan_responses=log.orphan_responses,
         resyncs=log.resyncs,
+        requests=log.requests,
         truncated=capture.truncated,
         dissect=counts,
         reader_warnings=capture.reader_warnings,
     )
-    _refuse_useless(stats, log.requests)
-    return log.requests, stats
+    _refuse_useless(stats)
+    return stats
 
 
-def _refuse_useless(stats: WireStats, requests: list[HttpRequest]) -> None:
+class _Collector:
+    def __init__(self) -> None:
+        self.requests: list[HttpRequest] = []
+
+    def started(self, request: HttpRequest) -> None:
+        self.requests.append(request)
+
+    def done(self, request: HttpRequest) -> None:
+        pass
+
+
+def read_http(path: str | os.PathLike) -> tuple[list[HttpRequest], WireStats]:
+    """Every HTTP request of the capture, in order of first frame, and the reading stats.
+
+    Keeps every request (~1 KB each): for tests and small captures; ``analyse`` streams.
+    """
+    collector = _Collector()
+    stats = read_wire(path, collector)
+    return collector.requests, stats
+
+
+def _refuse_useless(stats: WireStats) -> None:
     path = stats.path
     if stats.packets == 0:
         damage = f" ({stats.truncated})" if stats.truncated else ""
@@ -86,7 +110,7 @@ def _refuse_useless(stats: WireStats, requests: list[HttpRequest]) -> None:
             f"capture {path} uses link type {names}, which the analyser does not decode "
             f"(it reads {known}): capture on an Ethernet interface or with tcpdump -i any"
         )
-    if not requests:
+    if not stats.requests:
         raise CaptureError(
             f"no HTTP/1.x requests in capture {path} ({stats.packets} packets, "
             f"{stats.tcp_segments} TCP segments): {CAPTURE_HINT}"
