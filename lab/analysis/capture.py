@@ -173,6 +173,7 @@ class PcapBlocks:
 
     def __init__(self, file, endian: str, warnings: list[str]):
         self._file = file
+        self.endian = endian
         self.record_header = struct.Struct(endian + "IIII")
         self._warnings = warnings
         self.cut_short: tuple[int, int] | None = None  # (bytes there, bytes announced)
@@ -185,8 +186,8 @@ class PcapBlocks:
         return self._whole_first_record(tail + more if tail else more)
 
     def _read(self, size: int) -> bytes:
-        try:
-            return self._file.read(size)
+        try:  # read1: what one read gives; read() would lose it all to a cut gzip stream
+            return self._file.read1(size)
         except (OSError, EOFError, zlib.error) as err:  # a damaged gzip stream
             self._warnings.append(f"reading stopped: {err}")
             return b""

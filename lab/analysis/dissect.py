@@ -227,7 +227,7 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     and any other frame through ``Dissector``. A frame's bytes are never copied: only its
     12-byte direction key and its payload are sliced out.
     """
-    record = blocks.record_header.unpack_from
+    record = struct.Struct(blocks.endian + "III4x").unpack_from  # seconds, fraction, length
     usual_frame = _ETH_IPV4_TCP.unpack_from
     ack_of = _ACK.unpack_from
     dissector = Dissector(tracker, counts)
@@ -242,7 +242,7 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
         while block:
             size, at = len(block), 0
             while at + RECORD_HEADER <= size:
-                sec, usec, caplen, _ = record(block, at)
+                sec, usec, caplen = record(block, at)
                 data = at + RECORD_HEADER
                 end = data + caplen
                 if end > size:

@@ -1,9 +1,16 @@
 """Incremental HTTP/1.x parsing of one TCP direction: request and response heads only.
 
 Bodies are skipped by counting (Content-Length, chunked, or until close), never buffered,
-so memory per direction is bounded by the largest head (``MAX_HEAD``). A head is read in
-place: the start line by a regular expression, the few headers the analysis needs by
-``find`` on a lower-cased copy of the header lines.
+so memory per direction is bounded by the largest head (``MAX_HEAD``). A head that is
+whole in its segment (the usual case) is read in place, in the capture's block:
+
+- the start line: a response's by a dict lookup of its first 13 bytes ("HTTP/1.1 200 "),
+  a request's by a regular expression, cached per line (request lines repeat);
+- the body's framing: "Content-Length:" as usually spelt by one ``rfind``; otherwise
+  Content-Length and Transfer-Encoding in any spelling, in a lower-cased copy;
+- the header lines are kept with the request (while it is in flight), and the headers
+  some analyses need (X-Request-ID, X-Served-By) are read from them only when asked
+  for (``header_value``).
 
 Each request is announced twice, in frame order (see ``lab.analysis.order``): when its
 head is complete (``started``) and when nothing more will be learnt about it
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,7 +33,6 @@ MAX_HEAD = 64 * 1024  # a longer head is not HTTP, or not worth following
 MAX_CHUNK_LINE = 1024
 SYNC_CARRY = 4096  # bytes kept between segments while looking for a message start
 SYNC_GIVE_UP = 1 << 20  # a stream with no message in its first MiB is not HTTP
-CR, LF = 13, 10
 
 _MESSAGE_START = re.compile(
     rb"[A-Z][A-Z_-]{0,19} [!-~]+ HTTP/1\.[01]\r\n|HTTP/1\.[01] [1-5]\d\d[ \r]"
@@ -49,7 +56,6 @@ X_REQUEST_ID = b"\r\nx-request-id"
 X_SERVED_BY = b"\r\nx-served-by"
 # ...and as almost everyone spells them, colon included: found without a lower-cased copy.
 USUAL_CONTENT_LENGTH = b"\r\nContent-Length:"
-USUAL_TRANSFER_ENCODING = b"\r\nTransfer-Encoding:"
 USUAL_X_REQUEST_ID = b"\r\nX-Request-ID:"
 USUAL_X_SERVED_BY = b"\r\nX-Served-By:"
 _CONTENT_LENGTH_VALUE = len(USUAL_CONTENT_LENGTH)  # offset of the value after the name
@@ -74,46 +80,36 @@ class Route:
         return self.client, self.server, self.port
 
 
+@dataclass(slots=True, eq=False)  # eq=False: compared and hashed by identity
 class HttpRequest:
     """One request seen on the wire, with the head of its response once that is seen.
 
     The header lines of both heads are kept (while the request is in flight), and the
     headers the analysis may want are read from them when asked for: each analysis needs
-    only some of them, for some requests. A plain class: what is not known yet is a
-    class attribute, so that making one (once per request) sets only what is known.
-    Compared and hashed by identity.
+    only some of them, for some requests.
     """
 
+    connection: int  # TCP connection number, in order of appearance
+    position: int  # 1 for the first request on its connection (keep-alive reuse)
+    route: Route
+    client_port: int
+    method: str
+    uri: str
+    head: bytes  # the request's header lines, each after a CRLF
+    first_frame: int  # frame carrying the request's first byte
+    first_ts: float
+    last_frame: int  # frame carrying its last byte (end of head or body)
+    last_ts: float
     status: int | None = None
     response_head: bytes | None = None  # the response's header lines
     response_frame: int | None = None  # frame carrying the response's first byte
     response_ts: float | None = None
     response_end_frame: int | None = None  # frame carrying the response's last byte
     response_end_ts: float | None = None
-    paired = False  # taken by the analysis' pairing (see lab.analysis.pairing)
-    _request_id: object = UNREAD
-    _served_by: object = UNREAD
-    _response_request_id: object = UNREAD
-
-    def __init__(self, connection: int, position: int, route: Route, client_port: int,
-                 method: str, uri: str, head: bytes, first_frame: int, first_ts: float,
-                 last_frame: int, last_ts: float):
-        self.connection = connection  # TCP connection number, in order of appearance
-        self.position = position  # 1 for the first request on its connection (keep-alive)
-        self.route = route
-        self.client_port = client_port
-        self.method = method
-        self.uri = uri
-        self.head = head  # the request's header lines, each after a CRLF
-        self.first_frame = first_frame  # frame carrying the request's first byte
-        self.first_ts = first_ts
-        self.last_frame = last_frame  # frame carrying its last byte (end of head or body)
-        self.last_ts = last_ts
-
-    def __repr__(self) -> str:
-        return (f"HttpRequest({self.method} {self.uri} {self.client}:{self.client_port} -> "
-                f"{self.server}:{self.server_port}, frames {self.first_frame}-"
-                f"{self.end_frame}, status {self.status})")
+    paired: bool = False  # taken by the analysis' pairing (see lab.analysis.pairing)
+    _request_id: object = field(default=UNREAD, init=False, repr=False)
+    _served_by: object = field(default=UNREAD, init=False, repr=False)
+    _response_request_id: object = field(default=UNREAD, init=False, repr=False)
 
     @property
     def request_id(self) -> str | None:
@@ -535,7 +531,7 @@ class HttpParser:
         """A response head: it answers the oldest request waiting on this connection."""
         status = _STATUS_PREFIXES.get(head[start:start + STATUS_PREFIX])
         if status is not None:
-            base = start + STATUS_PREFIX - 1  # the reason phrase cannot hold a header
+            base = start + 12  # (STATUS_PREFIX - 1) the reason phrase cannot hold a header
         else:  # no reason phrase, or not a status line
             base = head.find(b"\r\n", start, end)
             if base < 0:
@@ -552,33 +548,35 @@ class HttpParser:
         lines = head[base:end + 2]  # the header lines, each after a CRLF
         conv = self.conversation
         request = conv.awaiting.popleft() if conv.awaiting else None
-        self.current = request
-        if request is None:
-            conv.log.orphan_responses += 1
-        else:
+        if request is not None:
             request.status = status
             request.response_head = lines
             request.response_frame, request.response_ts = first_frame, first_ts
-            if request.method == "HEAD":
+            if request.method == "HEAD" or status in _NO_BODY_STATUSES:
+                self.current = request
                 self._message_done(ts, frame)
                 return end + 4
-        if status in _NO_BODY_STATUSES:
-            self._message_done(ts, frame)
-            return end + 4
+        else:
+            conv.log.orphan_responses += 1
+            if status in _NO_BODY_STATUSES:
+                return end + 4
         at = lines.rfind(USUAL_CONTENT_LENGTH)  # _body_framing's usual case, inline
         if at >= 0:  # (a Transfer-Encoding too would be malformed: the length is trusted)
-            at += _CONTENT_LENGTH_VALUE
-            digits = lines[at:lines.find(b"\r\n", at)].strip()
-            framing = int(digits) if digits.isdigit() else MALFORMED
+            try:  # int() takes the blanks around the value too
+                framing = int(lines[at + _CONTENT_LENGTH_VALUE:lines.find(b"\r\n", at + 2)])
+            except ValueError:
+                framing = MALFORMED
+            if framing < 0:
+                framing = MALFORMED
         else:
             framing = _body_framing(lines)
         after = end + 4 + framing
         if framing >= 0 and after <= stop and request is not None:
             # the usual case, inline: the whole body is here, the exchange is over
             request.response_end_frame, request.response_end_ts = frame, ts
-            self.current = None
             self.order.done(request)
             return after
+        self.current = request
         if framing == NO_LENGTH:  # a response without length ends when the server closes
             self.state = UNTIL_CLOSE
             return end + 4

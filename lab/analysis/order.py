@@ -50,7 +50,8 @@ class FrameOrder:
         self.sink = sink
         self.holds: dict[object, int] = {}  # owner -> earliest frame it may still announce
         self.waiting: list[tuple[int, int, int, http.HttpRequest]] = []  # a heap
-        self.batch: list[tuple[int, http.HttpRequest]] = []  # in order, for the sink
+        self.batch: list[tuple[Callable, http.HttpRequest]] = []  # (sink method, request)
+        self._sink_started, self._sink_done = sink.started, sink.done
         self.forced = 0  # events let through because too many waited
         self._serial = 0  # keeps events of one frame in the order they were found
         # Where the parsers' events go now: straight into the batch while nothing is held
@@ -75,23 +76,19 @@ class FrameOrder:
 
     def _started_in_batch(self, request: http.HttpRequest) -> None:
         batch = self.batch
-        batch.append((STARTED, request))
+        batch.append((self._sink_started, request))
         if len(batch) >= BATCH:
             self._pass_batch()
 
     def _done_in_batch(self, request: http.HttpRequest) -> None:
         batch = self.batch
-        batch.append((DONE, request))
+        batch.append((self._sink_done, request))
         if len(batch) >= BATCH:
             self._pass_batch()
 
     def _pass_batch(self) -> None:
-        started, done = self.sink.started, self.sink.done
-        for kind, request in self.batch:
-            if kind == STARTED:
-                started(request)
-            else:
-                done(request)
+        for sink_method, request in self.batch:
+            sink_method(request)
         self.batch.clear()
 
     def _started_in_order(self, request: http.HttpRequest) -> None:
@@ -106,7 +103,8 @@ class FrameOrder:
         if len(self.waiting) > MAX_WAITING:
             self.forced += 1
             _, _, kind, request = heapq.heappop(self.waiting)
-            self.batch.append((kind, request))
+            self.batch.append((self._sink_started if kind == STARTED else self._sink_done,
+                               request))
         else:
             self._pass_on()
 
@@ -116,7 +114,8 @@ class FrameOrder:
         waiting = self.waiting
         while waiting and (limit is None or waiting[0][0] <= limit):
             _, _, kind, request = heapq.heappop(waiting)
-            self.batch.append((kind, request))
+            self.batch.append((self._sink_started if kind == STARTED else self._sink_done,
+                               request))
         if len(self.batch) >= BATCH:
             self._pass_batch()
         if not self.holds and not waiting:

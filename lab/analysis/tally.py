@@ -43,13 +43,18 @@ MANY = object()  # a backend that answered with more than one X-Served-By value
 class RouteStats:
     """What is counted per route; ``side`` is None until the roles are known."""
 
-    __slots__ = ("route", "requests", "side", "served_by", "latencies", "with_id")
+    __slots__ = ("route", "requests", "side", "served_by", "served_by_line", "latencies",
+                 "with_id")
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.requests = 0
         self.side: str | None = None
         self.served_by: bytes | object | None = None  # the X-Served-By value, or MANY
+        # That header line as usually spelt, to check each response with one find. First
+        # something header lines never hold (so the value is read); b"" (always found) once
+        # the backend named itself in more than one way.
+        self.served_by_line = b"\r\n\r\n"
         self.latencies = Latencies()
         self.with_id = 0  # requests carrying X-Request-ID
 
@@ -59,7 +64,7 @@ class Side:
 
     def __init__(self) -> None:
         self.requests = 0
-        self.statuses: dict[int | None, int] = {}
+        self.statuses = [0] * 600  # status -> requests; [0]: no response
         self.overlap = OverlapWatch()
         self.watching: OverlapWatch | None = self.overlap  # None once it found overlap
 
@@ -70,9 +75,8 @@ class Side:
             self.watching = None
 
     def status_counts(self) -> dict[str, int]:
-        counts: Counter[str] = Counter()
-        for status, count in self.statuses.items():
-            counts[str(status) if status else "none"] += count
+        counts = {str(status) if status else "none": count
+                  for status, count in enumerate(self.statuses) if count}
         return dict(sorted(counts.items()))
 
 
@@ -125,21 +129,18 @@ class Tally:
         side = route.side
         if side is UPSTREAM:
             upstream = self.upstream
-            upstream.statuses[request.status] = upstream.statuses.get(request.status, 0) + 1
+            upstream.statuses[request.status or 0] += 1
             if upstream.watching is not None:
                 upstream.watch_done(request)
-            # request.served_by, as bytes, read straight from the head: this runs for
-            # every request
-            served_by = header_value(request.response_head, USUAL_X_SERVED_BY, X_SERVED_BY)
-            if served_by is not None and served_by != route.served_by \
-                    and route.served_by is not MANY:
-                route.served_by = served_by if route.served_by is None else MANY
+            head = request.response_head
+            if head is not None and head.find(route.served_by_line) < 0:  # not as usual
+                self._served_by(request, route)
             if request.response_ts is not None:
                 wait = (request.response_ts - request.last_ts) * 1000
                 route.latencies.add(wait if wait > 0 else 0.0)
         elif side is CLIENT:
             client = self.client
-            client.statuses[request.status] = client.statuses.get(request.status, 0) + 1
+            client.statuses[request.status or 0] += 1
             if client.watching is not None:
                 client.watch_done(request)
             partner = self.pairer.client_done(request)
@@ -207,6 +208,18 @@ class Tally:
                 self.started(request)
 
     # -- each side -------------------------------------------------------------------
+
+    def _served_by(self, request: HttpRequest, route: RouteStats) -> None:
+        """A backend's response says X-Served-By anew (or differently): the backend is named
+        after it while it always says the same (``request.served_by``, as bytes)."""
+        served_by = header_value(request.response_head, USUAL_X_SERVED_BY, X_SERVED_BY)
+        if served_by is None or served_by == route.served_by:
+            return
+        if route.served_by is None:
+            route.served_by = served_by
+            route.served_by_line = USUAL_X_SERVED_BY + b" " + served_by + b"\r\n"
+        else:
+            route.served_by, route.served_by_line = MANY, b""
 
     def _in_flow(self, request: HttpRequest) -> bool:
         kept = self.flow_clients

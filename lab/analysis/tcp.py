@@ -223,6 +223,8 @@ class TcpTracker:
             if direction.conversation not in closed:
                 closed.add(direction.conversation)
                 self._close_conversation(direction, None, None)
+        for direction in self.directions.values():
+            direction.peer = None  # no reference cycle is left behind (see wire.read_wire)
         self.directions.clear()
 
     def _is_new_syn(self, direction: Direction, seq: int, flags: int) -> bool:
@@ -265,6 +267,7 @@ class TcpTracker:
             if side.next_seq is not None:
                 self.retired[side.key] = side.next_seq
                 self.retired.move_to_end(side.key)
+        direction.peer.peer = direction.peer = None  # no cycle left (see wire.read_wire)
         while len(self.retired) > MAX_RETIRED:
             self.retired.popitem(last=False)
 

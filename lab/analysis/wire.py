@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lab.analysis.capture import CaptureFile, link_type_name
@@ -47,7 +49,7 @@ def read_wire(path: str | os.PathLike, sink: RequestSink) -> WireStats:
     log = HttpLog(order)
     tracker = TcpTracker(log)
     counts = DissectCounts()
-    with CaptureFile(path) as capture:
+    with CaptureFile(path) as capture, _cyclic_gc_paused():
         if capture.format == "pcap":
             frames = follow_pcap(capture.blocks(), capture.link_type, capture.timestamp_unit,
                                  tracker, counts)
@@ -74,6 +76,20 @@ def read_wire(path: str | os.PathLike, sink: RequestSink) -> WireStats:
     )
     _refuse_useless(stats)
     return stats
+
+
+@contextmanager
+def _cyclic_gc_paused():
+    """Reading makes no reference cycles (a connection's two directions let go of each
+    other when it is closed), so the cyclic garbage collector would free nothing: its
+    passes over the requests in flight cost ~10% of the time. Refcounting frees all."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Collector:

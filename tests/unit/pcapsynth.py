@@ -360,3 +360,40 @@ def write_fast_lab_capture(path: Path, backends: list[str]) -> int:
         conn.close()
     pcap.close()
     return pcap.packets
+
+
+def write_fast_concurrent_capture(path: Path, rounds: int, width: int = 4,
+                                  order=("app1", "app2", "app3"), echo_id: bool = True,
+                                  body: bytes = b"x" * 300) -> int:
+    """Concurrent lab traffic: each round, ``width`` requests in flight at once, on kept-alive
+    client connections, forwarded round-robin over kept-alive upstream connections (one
+    per backend and slot). nginx echoes X-Request-ID to the client if ``echo_id``.
+    Returns the number of frames."""
+    pcap = FastPcap(path)
+    rng = random.Random(56)
+    clients = [FastTcp(pcap, CLIENT, 20000 + slot, BALANCER, HTTP_PORT) for slot in range(width)]
+    upstream: dict[tuple[str, int], FastTcp] = {}
+    number = 0
+    for _ in range(rounds):
+        batch = []
+        for slot, client in enumerate(clients):
+            backend = order[number % len(order)]
+            uri = f"/products/{number % 997}/"
+            request_id = f"{rng.getrandbits(128):032x}"
+            key = (backend, slot)
+            if key not in upstream:
+                upstream[key] = FastTcp(pcap, BALANCER, 30000 + len(upstream), APPS[backend],
+                                        APP_PORT)
+            batch.append((client, upstream[key], backend, uri, request_id))
+            number += 1
+        for client, _, _, uri, _ in batch:
+            client.send(True, http_request("GET", uri))
+        for _, conn, _, uri, request_id in batch:
+            conn.send(True, http_request("GET", uri, request_id))
+        for _, conn, backend, _, _ in batch:
+            conn.send(False, http_response(200, backend, body))
+        for client, _, backend, _, request_id in batch:
+            client.send(False, http_response(200, backend, body,
+                                             request_id=request_id if echo_id else None))
+    pcap.close()
+    return pcap.packets
