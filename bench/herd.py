@@ -16,31 +16,22 @@ import statistics
 from common import running_lab
 
 from lab import control
-from lab.health import db_password
+from lab import stats as lab_stats
 from lab.probing import probe
 from lab.traffic import loadtest
-
-PRODUCT_QUERY = ('%FROM "catalogue_product" INNER JOIN "catalogue_category"%'
-                 'WHERE "catalogue_product"."id" = $1%')
-
-
-def product_queries(lab) -> int:
-    topo = lab.topo
-    return probe(lab, topo.apps[0], "pgcalls", topo.db.address, str(topo.ports.postgres),
-                 PRODUCT_QUERY, extra_env=db_password(lab))["calls"]
 
 
 def herd(lab) -> int:
     topo = lab.topo
     url = f"http://{topo.apps[0].address}:{topo.ports.app}/products/1/update"
     assert probe(lab, topo.client, "post", url, "stock=7")["ok"]  # product 1 now uncached
-    before = product_queries(lab)
+    before = lab_stats.product_queries(lab)
     result, _ = loadtest.run(lab, loadtest.Options(
         workload="herd", requests=64, concurrency=64, processes=1, capture=False,
         quiet=True, label="bench-herd"), say=lambda *a, **k: None)
     if result["failures"]:
         raise SystemExit(f"bench: herd failed: {result['failures']}")
-    return product_queries(lab) - before
+    return lab_stats.product_queries(lab) - before
 
 
 def main() -> int:

@@ -12,6 +12,10 @@ from lab.probing import probe
 from lab.targets import Target
 
 GAUGES = ("curr_items", "curr_connections")
+# The product page's own query, as pg_stat_statements normalises it (not the writers'
+# SELECT ... FOR UPDATE, which has no join): counted by the herd test and bench.
+PRODUCT_QUERY = ('%FROM "catalogue_product" INNER JOIN "catalogue_category"%'
+                 'WHERE "catalogue_product"."id" = $1%')
 MEMCACHED_FIELDS = ("get_hits", "get_misses", "curr_items", "evictions", "cmd_get",
                     "cmd_set", "delete_hits", "curr_connections")
 
@@ -67,3 +71,10 @@ def last_loadtest(captures: Path) -> dict | None:
         if "memcached" in result and "plan" in result:
             return result
     return None
+
+
+def product_queries(target: Target) -> int:
+    """How often PostgreSQL has run the product page's query (pg_stat_statements)."""
+    topo = target.topo
+    return probe(target, topo.apps[0], "pgcalls", topo.db.address, str(topo.ports.postgres),
+                 PRODUCT_QUERY, extra_env=db_password(target))["calls"]

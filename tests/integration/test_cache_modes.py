@@ -19,14 +19,9 @@ import time
 import pytest
 
 from lab import control, netns
-from lab.health import db_password
+from lab import stats as lab_stats
 from lab.probing import probe
 from lab.traffic import loadtest
-
-# The product page's own query, as pg_stat_statements normalises it (not the writers'
-# SELECT ... FOR UPDATE, which has no join).
-PRODUCT_QUERY = ('%FROM "catalogue_product" INNER JOIN "catalogue_category"%'
-                 'WHERE "catalogue_product"."id" = $1%')
 
 
 def app_url(lab, app, path: str) -> str:
@@ -47,10 +42,6 @@ def write(lab, app, product: int) -> int:
     return json.loads(result["body"])["version"]
 
 
-def product_queries(lab) -> int:
-    topo = lab.topo
-    return probe(lab, topo.apps[0], "pgcalls", topo.db.address, str(topo.ports.postgres),
-                 PRODUCT_QUERY, extra_env=db_password(lab))["calls"]
 
 
 def slow_cold_read(lab, app, product: int, delay_ms: int) -> subprocess.Popen:
@@ -82,11 +73,11 @@ def test_a_thundering_herd_on_one_cold_key(lab_manager, mode):
     request that misses in 'shared' goes to PostgreSQL too."""
     lab = lab_manager.use(cache_mode=mode)
     write(lab, lab.topo.apps[0], 1)  # product 1 (the herd workload's) is now uncached
-    before = product_queries(lab)
+    before = lab_stats.product_queries(lab)
     result, _ = loadtest.run(lab, loadtest.Options(
         workload="herd", requests=64, concurrency=64, processes=1, capture=False,
         label="herd", headers=("X-Lab-Delay-Set-Ms: 200",)), say=lambda *a, **k: None)
-    queries = product_queries(lab) - before
+    queries = lab_stats.product_queries(lab) - before
     assert result["failures"] == [] and result["completed"] == 64
     if mode == "leases":
         assert queries == 1, f"leases: {queries} queries for one cold key"
