@@ -25,15 +25,13 @@ BARS = {"queries_per_view": 0.01, "leases_over_off": 3.0, "leases_over_shared": 
 
 def measure(lab, mode: str, seconds: float) -> dict:
     control.switch_cache(lab, mode, say=lambda *a, **k: None)
-    quiet = {"say": lambda *a, **k: None}
     topo = lab.topo
     pages = topo.site.products + topo.site.categories
     loadtest.run(lab, loadtest.Options(workload="sweep", requests=pages, processes=1,
-                                       capture=False, quiet=True, label=f"warm-{mode}"),
-                 **quiet)
+                                       capture=False, quiet=True, label=f"warm-{mode}"))
     result, _ = loadtest.run(lab, loadtest.Options(workload="product", duration=seconds,
                                                    capture=False, quiet=True,
-                                                   label=f"bench-{mode}"), **quiet)
+                                                   label=f"bench-{mode}"))
     if result["failures"]:
         raise SystemExit(f"bench: {mode} run failed: {result['failures']}")
     return {"rps": result["rps"],

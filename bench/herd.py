@@ -28,7 +28,7 @@ def herd(lab) -> int:
     before = lab_stats.product_queries(lab)
     result, _ = loadtest.run(lab, loadtest.Options(
         workload="herd", requests=64, concurrency=64, processes=1, capture=False,
-        quiet=True, label="bench-herd"), say=lambda *a, **k: None)
+        quiet=True, label="bench-herd"))
     if result["failures"]:
         raise SystemExit(f"bench: herd failed: {result['failures']}")
     return lab_stats.product_queries(lab) - before

@@ -140,7 +140,7 @@ def loadtest(opts, target: str | None) -> None:
     from lab.traffic import report
 
     chosen = targets.get(load_topology(), target)
-    result, stem = lt.run(chosen, opts, say=console.print)
+    result, stem = lt.run(chosen, opts)
     report.show(result, console)
     report.plot(result, stem.with_suffix(".png"))
     if "analysis" in result:

@@ -134,7 +134,7 @@ class Capture:
         return counts
 
 
-def run(target: Target, opts: Options, say=print) -> tuple[dict, Path]:
+def run(target: Target, opts: Options) -> tuple[dict, Path]:
     """The whole run; returns the result (also saved as JSON) and the path stem."""
     opts.check()
     opts.record = opts.record or opts.workload == "mixed"  # the checker needs every request

@@ -76,7 +76,7 @@ def test_a_thundering_herd_on_one_cold_key(lab_manager, mode):
     before = lab_stats.product_queries(lab)
     result, _ = loadtest.run(lab, loadtest.Options(
         workload="herd", requests=64, concurrency=64, processes=1, capture=False,
-        label="herd", headers=("X-Lab-Delay-Set-Ms: 200",)), say=lambda *a, **k: None)
+        label="herd", headers=("X-Lab-Delay-Set-Ms: 200",)))
     queries = lab_stats.product_queries(lab) - before
     assert result["failures"] == [] and result["completed"] == 64
     if mode == "leases":
@@ -89,8 +89,7 @@ def test_a_thundering_herd_on_one_cold_key(lab_manager, mode):
 def test_the_checker_finds_stale_reads_in_local_mode(lab_manager):
     lab = lab_manager.use(cache_mode="local")
     result, _ = loadtest.run(lab, loadtest.Options(
-        workload="mixed", duration=4, concurrency=32, capture=False, label="local"),
-        say=lambda *a, **k: None)
+        workload="mixed", duration=4, concurrency=32, capture=False, label="local"))
     report = result["consistency"]
     assert report["stale_reads"] > 0, report
     assert any("stale reads" in failure for failure in result["failures"])
@@ -99,8 +98,7 @@ def test_the_checker_finds_stale_reads_in_local_mode(lab_manager):
 def test_leases_have_no_stale_reads_under_concurrent_writes(lab_manager):
     lab = lab_manager.use(cache_mode="leases")
     result, _ = loadtest.run(lab, loadtest.Options(
-        workload="mixed", requests=20_000, concurrency=32, capture=False, label="leases"),
-        say=lambda *a, **k: None)
+        workload="mixed", requests=20_000, concurrency=32, capture=False, label="leases"))
     report = result["consistency"]
     assert report["reads"] + report["writes"] >= 20_000
     assert report["writes"] >= 0.09 * 20_000
@@ -116,8 +114,7 @@ def test_a_memcached_server_stopped_under_load(lab_manager):
 
     def load():
         outcome["result"], _ = loadtest.run(lab, loadtest.Options(
-            workload="product", duration=8, concurrency=16, capture=False, label="outage"),
-            say=lambda *a, **k: None)
+            workload="product", duration=8, concurrency=16, capture=False, label="outage"))
 
     runner = threading.Thread(target=load)
     runner.start()
@@ -138,8 +135,7 @@ def test_a_memcached_server_stopped_under_load(lab_manager):
     # The hit ratio recovers once the server is back (the client retries it).
     time.sleep(1.5)
     after, _ = loadtest.run(lab, loadtest.Options(
-        workload="product", duration=3, concurrency=16, capture=False, label="recovered"),
-        say=lambda *a, **k: None)
+        workload="product", duration=3, concurrency=16, capture=False, label="recovered"))
     assert after["memcached"][victim.name]["get_hits"] > 0
     assert after["cache"]["HIT"] / after["completed"] > 0.8
 

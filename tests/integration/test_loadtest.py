@@ -10,7 +10,7 @@ from lab.traffic import loadtest
 
 def run(lab, **options):
     opts = loadtest.Options(label="pytest", **options)
-    result, stem = loadtest.run(lab, opts, say=lambda *a, **k: None)
+    result, stem = loadtest.run(lab, opts)
     return result, stem
 
 
