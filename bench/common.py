@@ -10,6 +10,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,8 +50,22 @@ def median_ratio(pairs: list[tuple[float, float]]) -> float:
     return statistics.median(a / b for a, b in pairs)
 
 
+def alternate(rounds: int, contenders: dict[str, Callable[[], dict]],
+              show: Callable[[int, dict[str, dict]], None]) -> list[dict[str, dict]]:
+    """Every contender once per round, in an order that rotates round by round, so the
+    machine's drift and whoever runs first after a pause hit all of them alike."""
+    names = list(contenders)
+    results = []
+    for index in range(rounds):
+        shift = index % len(names)
+        result = {name: contenders[name]() for name in names[shift:] + names[:shift]}
+        show(index + 1, result)
+        results.append(result)
+    return results
+
+
 def fail(message: str) -> None:
     raise SystemExit(f"bench: {message}")
 
 
-__all__ = ["LabError", "fail", "median_ratio", "running_lab", "url", "wrk"]
+__all__ = ["LabError", "alternate", "fail", "median_ratio", "running_lab", "url", "wrk"]

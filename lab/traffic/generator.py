@@ -112,6 +112,17 @@ async def run_process(plan: Plan, index: int, progress, start_at: float) -> dict
     start = time.perf_counter()
     deadline = start + plan.duration if plan.duration else float("inf")
     done = [0]
+    encoded: dict[tuple, bytes] = {}  # a bodiless request's bytes, made once
+
+    def encode(request) -> bytes:
+        if request.body:
+            return http.request_bytes(request.method, host, request.path, request.body,
+                                      headers=plan.headers)
+        raw = encoded.get((request.method, request.path))
+        if raw is None:
+            raw = encoded[request.method, request.path] = http.request_bytes(
+                request.method, host, request.path, headers=plan.headers)
+        return raw
 
     async def connection_loop():
         conn = None
@@ -123,8 +134,7 @@ async def run_process(plan: Plan, index: int, progress, start_at: float) -> dict
             if delay > 0:
                 await asyncio.sleep(delay)
             request = workload.next(rng)
-            raw = http.request_bytes(request.method, host, request.path, request.body,
-                                     headers=plan.headers)
+            raw = encode(request)
             sent = time.perf_counter()
             try:
                 if conn is None or conn.closed or not conn.keep_alive:

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 
-WANTED = (b"x-served-by", b"x-cache", b"x-product-version", b"x-request-id")
-
 
 class Response:
-    __slots__ = ("status", "headers", "body")
+    """Headers are looked up when asked for (a load run reads two or three of them)."""
 
-    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes):
+    __slots__ = ("status", "head", "lowered", "body")
+
+    def __init__(self, status: int, head: bytes, lowered: bytes, body: bytes):
         self.status = status
-        self.headers = headers
+        self.head = head
+        self.lowered = lowered  # the head in lowercase: names are case-insensitive
         self.body = body
 
     def header(self, name: bytes) -> str | None:
-        value = self.headers.get(name)
-        return value.decode("latin-1") if value is not None else None
+        """The value of header `name` (lowercase), or None if absent or empty."""
+        value = header_value(self.head, self.lowered, name)
+        return value.decode("latin-1") if value else None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -80,10 +82,10 @@ def parse_response(buffer: bytearray) -> tuple[Response, int, bool] | None:
         return None
     head = bytes(buffer[:head_end + 2])
     status = int(head[9:12])  # "HTTP/1.1 200 ..."
-    lowered = head.lower()  # header names are case-insensitive: search once, in C
-    headers = {name: value for name in WANTED if (value := header_value(head, lowered, name))}
+    lowered = head.lower()  # header names are case-insensitive: lowercase once, in C
     length = header_value(head, lowered, b"content-length")
-    keep_alive = header_value(head, lowered, b"connection").lower() != b"close"
+    keep_alive = b"close" not in lowered or header_value(
+        head, lowered, b"connection").lower() != b"close"
     start = head_end + 4
     if length:
         end = start + int(length)
@@ -97,7 +99,7 @@ def parse_response(buffer: bytearray) -> tuple[Response, int, bool] | None:
         body, end = body_end
     else:
         body, end = b"", start
-    return Response(status, headers, body), end, keep_alive
+    return Response(status, head, lowered, body), end, keep_alive
 
 
 def header_value(head: bytes, lowered: bytes, name: bytes) -> bytes:

@@ -93,6 +93,7 @@ def test_a_response_is_parsed_only_once_complete():
     assert (response.status, response.body, used, keep_alive) == (200, b"hello", len(raw), True)
     assert response.header(b"x-served-by") == "app2"
     assert response.header(b"x-cache") == "HIT"
+    assert response.header(b"x-product-version") is None
 
 
 def test_chunked_responses_and_connection_close():
