@@ -7,6 +7,8 @@ decided in exactly one place: MODES. docs/cache-modes.md explains the four modes
 
 import logging
 import secrets
+import socket
+import struct
 import sys
 import threading
 import time
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.memcached import PyMemcacheCache
 from pymemcache.client.base import Client
+from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
@@ -101,6 +104,32 @@ class MemoRendezvousHash(RendezvousHash):
         return node
 
 
+class KernelTimeoutClient(Client):
+    """pymemcache's Client with its socket timeout kept by the kernel, not by Python.
+
+    On a socket with a Python timeout every send and recv is preceded by a poll(): a get
+    is four system calls, each handing the GIL to another thread and back. A blocking
+    socket with SO_SNDTIMEO/SO_RCVTIMEO is two, and fails just as fast: a late or lost
+    answer raises OSError (EAGAIN), on which pymemcache closes the socket.
+    """
+
+    def __init__(self, server, timeout=None, **kwargs):
+        super().__init__(server, timeout=None, **kwargs)  # blocking once connected
+        self.io_timeout = timeout
+
+    def _connect(self):
+        super()._connect()
+        if self.io_timeout:
+            seconds = int(self.io_timeout)
+            limit = struct.pack("ll", seconds, int((self.io_timeout - seconds) * 1e6))
+            for option in (socket.SO_SNDTIMEO, socket.SO_RCVTIMEO):
+                self.sock.setsockopt(socket.SOL_SOCKET, option, limit)
+
+
+class LabHashClient(HashClient):
+    client_class = KernelTimeoutClient
+
+
 class MemcachedCache(PyMemcacheCache):
     """Django's PyMemcacheCache, made cheap enough for a HIT to cost about one round trip.
 
@@ -116,6 +145,7 @@ class MemcachedCache(PyMemcacheCache):
         # invalidations. A failing server's keys are read from PostgreSQL; retried each second.
         self._options.setdefault("retry_attempts", sys.maxsize)
         self._failed = {}  # server -> monotonic time until which this thread skips it
+        self._class = LabHashClient
 
     def close(self, **kwargs):
         # Django closes cache sockets after every request: a reconnect per page cost more

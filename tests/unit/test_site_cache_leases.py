@@ -7,7 +7,9 @@ commit and after-commit delete land, and the waiter's sleep is where the holder 
 """
 
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -392,3 +394,39 @@ def test_leases_on_a_real_memcached(memcached_server):
     assert version(read(client, db, clock)) == ("2", "MISS")  # waited, then PostgreSQL
     assert sum(clock.sleeps) >= cache.LEASE_WAIT
     client.close()
+
+
+# --- the site's client: timeouts kept by the kernel -------------------------------------------
+
+
+def test_the_site_client_is_blocking_with_kernel_timeouts(memcached_server):
+    host, port = memcached_server.split(":")
+    client = cache.KernelTimeoutClient((host, int(port)), timeout=0.25, serde=pickle_serde)
+    client.set(KEY, ("body", {}), noreply=False)
+    assert client.get(KEY) == ("body", {})
+    assert client.sock.gettimeout() is None  # no poll() before each send and recv
+    limit = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+    seconds, microseconds = struct.unpack("ll", limit)
+    assert seconds + microseconds / 1e6 == pytest.approx(0.25, abs=0.01)  # kernel ticks
+    client.close()
+
+
+def hung(signum, frame):
+    raise AssertionError("the get to a silent server did not time out")
+
+
+def test_a_server_that_never_answers_fails_the_get_in_time():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the kernel; nothing is ever answered
+        client = cache.KernelTimeoutClient(silent.getsockname(), timeout=0.2, connect_timeout=1)
+        started = time.monotonic()
+        signal.signal(signal.SIGALRM, hung)
+        signal.alarm(5)  # without the kernel timeout the get would wait forever
+        try:
+            with pytest.raises(OSError):
+                client.get(KEY)
+        finally:
+            signal.alarm(0)
+        assert 0.15 < time.monotonic() - started < 2
+        assert client.sock is None  # closed: a late answer can never be read as the next one
