@@ -32,12 +32,38 @@ def url(target, path: str) -> str:
     return f"http://{topo.balancer.address}:{topo.ports.http}{path}"
 
 
+STEAL = 7  # the 8th number of /proc/stat's cpu line
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far, by kind (/proc/stat: user ... idle iowait ... steal)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def with_steal(run: Callable[[], dict]) -> dict:
+    """run()'s result plus the share of CPU time the hypervisor gave to other guests meanwhile
+    ("steal") and req/s per CPU-second this machine actually had ("rps_given").
+
+    These cores are shared: steal swings from 0 to 20% minute to minute, and throughput of a
+    CPU-bound lab swings with it. rps_given takes that noise out of a comparison.
+    """
+    before = cpu_times()
+    result = run()
+    spent = [after - first for first, after in zip(before, cpu_times(), strict=True)]
+    steal = spent[STEAL] / sum(spent) if sum(spent) else 0.0
+    return {**result, "steal": steal, "rps_given": result["rps"] / (1 - steal)}
+
+
 def wrk(target, address: str, seconds: int = 5, connections: int = 16,
         threads: int = 2) -> dict:
-    """wrk from the client node: requests/s and non-2xx count."""
+    """wrk from the client node: requests/s and non-2xx count (and the steal meanwhile)."""
     argv = netns.in_node(target.topo.client, ["wrk", f"-t{threads}", f"-c{connections}",
                                               f"-d{seconds}s", address])
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return with_steal(lambda: parse_wrk(
+        subprocess.run(argv, capture_output=True, text=True, check=True).stdout))
+
+
+def parse_wrk(out: str) -> dict:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
@@ -48,6 +74,18 @@ def wrk(target, address: str, seconds: int = 5, connections: int = 16,
 
 def median_ratio(pairs: list[tuple[float, float]]) -> float:
     return statistics.median(a / b for a, b in pairs)
+
+
+def ratios(results: list[dict[str, dict]], top: str, bottom: str) -> tuple[float, float]:
+    """Median over the rounds of top/bottom: by req/s as measured, and by req/s per
+    CPU-second given (steal taken out)."""
+    return (median_ratio([(r[top]["rps"], r[bottom]["rps"]) for r in results]),
+            median_ratio([(r[top]["rps_given"], r[bottom]["rps_given"]) for r in results]))
+
+
+def steal_note(results: list[dict[str, dict]]) -> str:
+    steals = [run["steal"] for result in results for run in result.values()]
+    return f"CPU stolen by the hypervisor per run: {min(steals):.0%} to {max(steals):.0%}"
 
 
 def alternate(rounds: int, contenders: dict[str, Callable[[], dict]],
@@ -68,4 +106,5 @@ def fail(message: str) -> None:
     raise SystemExit(f"bench: {message}")
 
 
-__all__ = ["LabError", "alternate", "fail", "median_ratio", "running_lab", "url", "wrk"]
+__all__ = ["LabError", "alternate", "fail", "median_ratio", "ratios", "running_lab", "steal_note",
+           "url", "with_steal", "wrk"]
