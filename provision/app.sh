@@ -68,6 +68,9 @@ express_args=(
   --initial-workers 1.0 --minimum-spare-workers 0.25 --maximum-spare-workers 1.0
   --envvars-script "$ENVFILE" --log-directory "$LAB_NODE_DIR/log" --pid-file "$APACHE_PID"
   --server-mpm event
+  # The daemon (as the web user) starts in this directory; the default, the directory
+  # setup-server ran in, is the checkout, which that user may not be allowed to enter.
+  --working-directory "$SITE"
 )
 printf '%s\n' "${express_args[@]}" | install_content "$LAB_NODE_DIR/apache.args" 644 &&
   changed=1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
+from pathlib import Path
 
-from lab import demo, health
+from lab import demo, health, netns, paths
 from lab.health import db_password
 from lab.probing import probe
 
@@ -120,3 +122,14 @@ def test_django_deploy_checks_are_clean_but_for_https(lab):
     found = set(re.findall(r"\((security\.\w+)\)", done.stdout + done.stderr))
     assert found <= HTTPS_CHECKS, done.stdout + done.stderr
     assert "DEBUG" not in done.stdout + done.stderr
+
+
+def test_app_daemons_work_in_the_site_directory(lab):
+    """Not in the checkout the lab was started from: the web user the daemons run as may
+    not be allowed to enter it (a clone in a mode-700 directory, or under /root)."""
+    for app in lab.topo.apps:
+        daemons = [pid for pid in netns.pids_in(app.namespace)
+                   if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"(wsgi:")]
+        assert daemons, f"no mod_wsgi daemon process in {app.name}"
+        assert {os.readlink(f"/proc/{pid}/cwd") for pid in daemons} == {
+            str(paths.NODES / app.name / "site")}
