@@ -11,13 +11,14 @@ import os
 
 import pytest
 
-from lab import control, lifecycle, topology
+from lab import control, health, lifecycle, topology
 from lab.targets import LocalTarget
 
 
 class LabManager:
     def __init__(self):
         self.current: str | None = None
+        self.sickness: str | None = None
 
     def use(self, path=topology.DEFAULT_PATH, cache_mode: str = "leases") -> LocalTarget:
         """The lab of this topology, in this cache mode: brought up, or switched."""
@@ -25,7 +26,9 @@ class LabManager:
         if self.current != str(topo.path):
             lifecycle.up(topo, cache_mode=cache_mode, say=lambda *a, **k: None,
                          test_hooks=True)
-            self.current = str(topo.path)
+            self.current, self.sickness = str(topo.path), sickness(LocalTarget(topo))
+        if self.sickness:  # fail fast and say why, not let every test time out
+            pytest.fail(self.sickness, pytrace=False)
         target = LocalTarget(topo)
         if target.cache_mode() != cache_mode:
             control.switch_cache(target, cache_mode, say=lambda *a, **k: None)
@@ -34,6 +37,15 @@ class LabManager:
     def forget(self) -> None:
         """The lab was taken down by a test: the next use brings it up again."""
         self.current = None
+
+
+def sickness(target: LocalTarget) -> str | None:
+    """What is wrong with a lab that just came up, or None if every node is healthy."""
+    sick = [node for node in health.check(target) if not node.healthy]
+    if not sick:
+        return None
+    return "the lab came up unhealthy: " + "; ".join(
+        f"{node.name}: {node.services}" for node in sick)
 
 
 @pytest.fixture(scope="session")
