@@ -32,14 +32,20 @@ _ipv6 = struct.Struct("!4xHB").unpack_from  # payload length, next header
 _tcp = struct.Struct("!4xIIBB").unpack_from  # seq, ack, data offset, flags
 _ushort = struct.Struct("!H").unpack_from
 
-# The usual frame: untagged Ethernet, IPv4 without options, TCP. From the frame's start:
-# ethertype, version/IHL, total length, fragment field, protocol, seq, data offset,
-# flags; the ack at 42 is read only when needed; the direction key is bytes 26..38
-# (addresses, then ports).
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxB14xI4xBB")
+# The usual frame: untagged Ethernet, IPv4 without options, TCP. One ``unpack_from`` at
+# the frame's start reads, in order: the ethertype, IP version/IHL and TOS as one number
+# (0x080045xx); the IP total length; the fragment field, TTL and protocol as one number
+# (fragment bits 0 and protocol 6: ``& 0x3FFF00FF == TCP``); the direction key (addresses,
+# then ports: bytes 26..38); the seq, data offset and flags. The ack at 42 is read only
+# when needed. Combined fields mean fewer values and fewer tests per frame.
+_ETH_IPV4_TCP = struct.Struct("!12xIHxxI2x12sI4xBB")
 _ACK = struct.Struct("!I")
 _USUAL_MIN = 54  # 14 + 20 + 20
-_KEY_START, _KEY_END, _TCP_START, _ACK_AT = 26, 38, 34, 42
+_ETH_IPV4_NO_OPTIONS = 0x080045  # the first number without its TOS byte
+_NOT_FRAGMENT_TCP = 0x3FFF00FF  # fragment offset, more-fragments flag, protocol
+_ACK_AT = 42
+# Data offset byte -> where the payload starts in the frame (14 + 20 + TCP header).
+_PAYLOAD_AT = tuple(34 + (data_offset >> 4) * 4 for data_offset in range(256))
 
 NOT_IP = -1
 
@@ -225,11 +231,12 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     waits for one, and a segment that continues its direction in order goes straight to
     that direction's HTTP parser; any other segment goes through ``TcpTracker.segment``,
     and any other frame through ``Dissector``. A frame's bytes are never copied: only its
-    12-byte direction key and its payload are sliced out.
+    12-byte direction key (by the ``unpack_from``) and its payload are taken out.
     """
     record = struct.Struct(blocks.endian + "III4x").unpack_from  # seconds, fraction, length
     usual_frame = _ETH_IPV4_TCP.unpack_from
     ack_of = _ACK.unpack_from
+    payload_at = _PAYLOAD_AT
     dissector = Dissector(tracker, counts)
     general = dissector.frame
     follow = tracker.segment
@@ -241,7 +248,8 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     try:
         while block:
             size, at = len(block), 0
-            while at + RECORD_HEADER <= size:
+            last = size - RECORD_HEADER  # where the last record header may start
+            while at <= last:
                 sec, usec, caplen = record(block, at)
                 data = at + RECORD_HEADER
                 end = data + caplen
@@ -250,26 +258,24 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
                 at = end
                 frame += 1
                 if caplen >= usual_min:
-                    (ethertype, ver_ihl, ip_length, fragment, protocol, seq, data_offset,
-                     flags) = usual_frame(block, data)
-                    start = data + _TCP_START + (data_offset >> 4) * 4
+                    eth_ip, ip_length, fragment_tcp, key, seq, data_offset, flags = \
+                        usual_frame(block, data)
+                    start = data + payload_at[data_offset]
                     stop = data + 14 + ip_length  # (an IP length of 0, from TSO, fails below)
-                    if (ethertype == 0x0800 and ver_ihl == 0x45 and protocol == TCP
-                            and not fragment & 0x3FFF and start <= stop <= end):
+                    if (eth_ip >> 8 == _ETH_IPV4_NO_OPTIONS
+                            and fragment_tcp & _NOT_FRAGMENT_TCP == TCP
+                            and start <= stop <= end):
                         if not flags & SYN_FIN_RST and not holding:
                             if start == stop:
                                 continue  # a bare ACK, and no hole waits for one
-                            direction = directions.get(block[data + _KEY_START:
-                                                             data + _KEY_END])
+                            direction = directions.get(key)
                             if (direction is not None and seq == direction.next_seq
                                     and (parser := direction.parser) is not None):
                                 direction.next_seq = (seq + stop - start) & MASK
                                 parser.feed(block, sec + usec * unit, frame, start, stop)
                                 continue  # in order: straight to HTTP
-                        follow(frame, sec + usec * unit, block[data + _KEY_START:
-                                                               data + _KEY_END],
-                               seq, ack_of(block, data + _ACK_AT)[0], flags,
-                               block[start:stop], 0)
+                        follow(frame, sec + usec * unit, key, seq,
+                               ack_of(block, data + _ACK_AT)[0], flags, block[start:stop], 0)
                         holding = tracker.holding
                         continue
                 unusual += 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,20 +58,23 @@ USUAL_CONTENT_LENGTH = b"\r\nContent-Length:"
 USUAL_X_REQUEST_ID = b"\r\nX-Request-ID:"
 USUAL_X_SERVED_BY = b"\r\nX-Served-By:"
 _CONTENT_LENGTH_VALUE = len(USUAL_CONTENT_LENGTH)  # offset of the value after the name
-UNREAD = object()  # a header value not looked up yet
 
 
 class Route:
     """Where the requests of one connection go: client address, server address and port.
 
     One object per connection direction, shared by its requests, so that the analysis can
-    keep its record of the route in ``counted`` instead of looking it up per request.
+    keep its record of the route in ``counted`` instead of looking it up per request. It
+    also holds what is the same for every request of the connection: its number and the
+    client's port.
     """
 
-    __slots__ = ("client", "server", "port", "counted")
+    __slots__ = ("client", "server", "port", "counted", "connection", "client_port")
 
-    def __init__(self, client: str, server: str, port: int):
+    def __init__(self, client: str, server: str, port: int, connection: int = 0,
+                 client_port: int = 0):
         self.client, self.server, self.port = client, server, port
+        self.connection, self.client_port = connection, client_port
         self.counted: object = None
 
     @property
@@ -80,59 +82,64 @@ class Route:
         return self.client, self.server, self.port
 
 
-@dataclass(slots=True, eq=False)  # eq=False: compared and hashed by identity
 class HttpRequest:
     """One request seen on the wire, with the head of its response once that is seen.
 
     The header lines of both heads are kept (while the request is in flight), and the
     headers the analysis may want are read from them when asked for: each analysis needs
-    only some of them, for some requests.
+    only some of them, for some requests. One is made per request, so ``__init__`` takes
+    only what differs per request (what is the same for the connection is in ``route``)
+    and sets the rest plainly.
     """
 
-    connection: int  # TCP connection number, in order of appearance
-    position: int  # 1 for the first request on its connection (keep-alive reuse)
-    route: Route
-    client_port: int
-    method: str
-    uri: str
-    head: bytes  # the request's header lines, each after a CRLF
-    first_frame: int  # frame carrying the request's first byte
-    first_ts: float
-    last_frame: int  # frame carrying its last byte (end of head or body)
-    last_ts: float
-    status: int | None = None
-    response_head: bytes | None = None  # the response's header lines
-    response_frame: int | None = None  # frame carrying the response's first byte
-    response_ts: float | None = None
-    response_end_frame: int | None = None  # frame carrying the response's last byte
-    response_end_ts: float | None = None
-    paired: bool = False  # taken by the analysis' pairing (see lab.analysis.pairing)
-    _request_id: object = field(default=UNREAD, init=False, repr=False)
-    _served_by: object = field(default=UNREAD, init=False, repr=False)
-    _response_request_id: object = field(default=UNREAD, init=False, repr=False)
+    __slots__ = ("route", "position", "method", "uri", "head", "first_frame", "first_ts",
+                 "last_frame", "last_ts", "status", "response_head", "response_frame",
+                 "response_ts", "response_end_frame", "response_end_ts", "paired")
+
+    def __init__(self, route: Route, position: int, method: str, uri: str, head: bytes,
+                 first_frame: int, first_ts: float, last_frame: int, last_ts: float):
+        self.route = route
+        self.position = position  # 1 for the first request on its connection (keep-alive)
+        self.method, self.uri = method, uri
+        self.head = head  # the request's header lines, each after a CRLF
+        self.first_frame, self.first_ts = first_frame, first_ts  # its first byte's frame
+        self.last_frame, self.last_ts = last_frame, last_ts  # its last (head or body) byte's
+        self.status: int | None = None
+        self.response_head: bytes | None = None  # the response's header lines
+        self.response_frame: int | None = None  # frame carrying the response's first byte
+        self.response_ts: float | None = None
+        self.response_end_frame: int | None = None  # frame carrying the response's last byte
+        self.response_end_ts: float | None = None
+        self.paired = False  # taken by the analysis' pairing (see lab.analysis.pairing)
+
+    def __repr__(self) -> str:
+        return (f"HttpRequest(connection={self.connection}, position={self.position}, "
+                f"method={self.method!r}, uri={self.uri!r}, first_frame={self.first_frame}, "
+                f"status={self.status})")
+
+    @property
+    def connection(self) -> int:
+        """TCP connection number, in order of appearance."""
+        return self.route.connection
+
+    @property
+    def client_port(self) -> int:
+        return self.route.client_port
 
     @property
     def request_id(self) -> str | None:
         """The request's X-Request-ID."""
-        if self._request_id is UNREAD:
-            self._request_id = header_text(self.head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
-        return self._request_id
+        return header_text(self.head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
 
     @property
     def served_by(self) -> str | None:
         """The response's X-Served-By."""
-        if self._served_by is UNREAD:
-            self._served_by = header_text(self.response_head, USUAL_X_SERVED_BY,
-                                          X_SERVED_BY)
-        return self._served_by
+        return header_text(self.response_head, USUAL_X_SERVED_BY, X_SERVED_BY)
 
     @property
     def response_request_id(self) -> str | None:
         """The response's X-Request-ID (nginx's add_header echoes it to the client)."""
-        if self._response_request_id is UNREAD:
-            self._response_request_id = header_text(self.response_head,
-                                                     USUAL_X_REQUEST_ID, X_REQUEST_ID)
-        return self._response_request_id
+        return header_text(self.response_head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
 
     @property
     def client(self) -> str:
@@ -281,19 +288,17 @@ class HttpParser:
     """Parses one direction of a TCP connection: all requests, or all responses."""
 
     __slots__ = (
-        "conversation", "order", "route", "client_port", "state", "buf", "carry",
+        "conversation", "order", "route", "state", "buf", "carry",
         "remaining", "role", "current", "first_frame", "first_ts", "at_start", "scanned",
-        "holding",
+        "holding", "parse_head",
     )
 
-    def __init__(self, conversation: Conversation, route: Route, client_port: int,
-                 from_start: bool):
-        """``route`` and ``client_port``: this direction's source, destination and ports,
-        i.e. the client and server if it carries requests."""
+    def __init__(self, conversation: Conversation, route: Route, from_start: bool):
+        """``route``: this direction's source, destination and ports, i.e. the client and
+        server if it carries requests."""
         self.conversation = conversation
         self.order = conversation.log.order
         self.route = route
-        self.client_port = client_port
         # From a SYN the first byte must start a message; otherwise search for one.
         self.state = HEAD if from_start else SYNC
         self.at_start = from_start  # nothing parsed yet, stream seen from its first byte
@@ -306,6 +311,9 @@ class HttpParser:
         self.first_ts = 0.0
         self.scanned = 0
         self.holding = False  # a request head spans segments: its start is not known yet
+        # How a whole head is parsed: by the role, once known. A plain function, called
+        # with self (a bound method kept on self would make a reference cycle).
+        self.parse_head = HttpParser._first_message
 
     def feed(self, data: bytes, ts: float, frame: int, pos: int, size: int) -> None:
         """Parse the next bytes of this direction, ``data[pos:size]``, carried by ``frame``.
@@ -318,14 +326,7 @@ class HttpParser:
             if state == HEAD and not self.buf:  # a message starts at pos
                 end = data.find(b"\r\n\r\n", pos, size)
                 if 0 <= end - pos <= MAX_HEAD:  # the usual case: a whole head here
-                    role = self.role
-                    if role is RESPONSE:
-                        after = self._response(data, pos, end, size, ts, frame, frame, ts)
-                    elif role is REQUEST:
-                        after = self._request(data, pos, end, size, ts, frame, frame, ts)
-                    else:
-                        after = self._first_message(data, pos, end, size, ts, frame, frame,
-                                                    ts)
+                    after = self.parse_head(self, data, pos, end, size, ts, frame, frame, ts)
                     if after >= 0:
                         pos = after
                         continue
@@ -472,25 +473,19 @@ class HttpParser:
     def _head(self, head: bytes, start: int, end: int, ts: float, frame: int) -> int:
         """Parse a message whose head was gathered over several segments (``feed`` does
         the usual, whole head in place)."""
-        first = (self.first_frame, self.first_ts)
-        stop = len(head)
-        if self.role is RESPONSE:
-            return self._response(head, start, end, stop, ts, frame, *first)
-        if self.role is REQUEST:
-            return self._request(head, start, end, stop, ts, frame, *first)
-        return self._first_message(head, start, end, stop, ts, frame, *first)
+        return self.parse_head(self, head, start, end, len(head), ts, frame, self.first_frame,
+                               self.first_ts)
 
     def _first_message(self, head: bytes, start: int, end: int, stop: int, ts: float,
                        frame: int, first_frame: int, first_ts: float) -> int:
         """The first message decides what this direction carries: requests or responses."""
         if head.startswith(b"HTTP/", start):
-            self.role = RESPONSE
-            after = self._response(head, start, end, stop, ts, frame, first_frame, first_ts)
+            self.role, self.parse_head = RESPONSE, HttpParser._response
         else:
-            self.role = REQUEST
-            after = self._request(head, start, end, stop, ts, frame, first_frame, first_ts)
+            self.role, self.parse_head = REQUEST, HttpParser._request
+        after = self.parse_head(self, head, start, end, stop, ts, frame, first_frame, first_ts)
         if after < 0:
-            self.role = None
+            self.role, self.parse_head = None, HttpParser._first_message
         else:
             self.at_start = False
         return after
@@ -511,13 +506,16 @@ class HttpParser:
         if parsed is None:
             return -1
         lines = head[line_end:end + 2]  # the header lines, each after a CRLF
+        method, uri = parsed
         conv = self.conversation
         conv.requests_seen += 1
-        request = HttpRequest(conv.number, conv.requests_seen, self.route, self.client_port,
-                              *parsed, lines, first_frame, first_ts, frame, ts)
+        request = HttpRequest(self.route, conv.requests_seen, method, uri, lines, first_frame,
+                              first_ts, frame, ts)
         conv.awaiting.append(request)
         self.order.started(request)
         lowered = lines.lower()
+        # find(), not "in": for bytes, "in" first tries its operand as an integer and
+        # pays for the TypeError, more than the search itself
         if lowered.find(CONTENT_LENGTH) < 0 and lowered.find(TRANSFER_ENCODING) < 0:
             return end + 4  # no body: the request ended with its head, at this frame
         framing = _lowered_body_framing(lowered)

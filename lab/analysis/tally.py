@@ -44,7 +44,7 @@ class RouteStats:
     """What is counted per route; ``side`` is None until the roles are known."""
 
     __slots__ = ("route", "requests", "side", "served_by", "served_by_line", "latencies",
-                 "with_id")
+                 "with_id", "upstream_line")
 
     def __init__(self, route: Route) -> None:
         self.route = route
@@ -57,6 +57,8 @@ class RouteStats:
         self.served_by_line = b"\r\n\r\n"
         self.latencies = Latencies()
         self.with_id = 0  # requests carrying X-Request-ID
+        _, server, port = route
+        self.upstream_line = f"{server}\t{port}\n"  # its line in the upstream list
 
 
 class Side:
@@ -238,6 +240,6 @@ class Tally:
         if len(self.flow_upstream) < self.flow_limit:
             self.flow_upstream.append(request)
         if self.upstream_log is not None:
-            self.upstream_log.write(f"{request.server}\t{request.server_port}\n")
+            self.upstream_log.write(route.upstream_line)
 
 

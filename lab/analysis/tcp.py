@@ -150,8 +150,8 @@ class Direction:
         if self.parser is None:
             src, sport, dst, dport = split_key(self.key)
             text = self.tracker.text
-            self.parser = HttpParser(self.conversation, Route(text(src), text(dst), dport),
-                                     sport, self.from_start)
+            route = Route(text(src), text(dst), dport, self.conversation.number, sport)
+            self.parser = HttpParser(self.conversation, route, self.from_start)
         return self.parser
 
 

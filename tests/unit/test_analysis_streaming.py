@@ -71,7 +71,7 @@ def test_what_is_held_is_bounded_by_what_is_in_flight(tmp_path, echo_id):
     assert most["ids"] <= width + RELEASE_EVERY
     assert most["in flight (overlap)"] <= 2 * width
     assert most["flow"] <= 15
-    assert most["warm-up"] <= 2 * tally.WARMUP + 2 * order.BATCH
+    assert most["warm-up"] <= 2 * tally.WARMUP
     assert most["successions"] <= len(ORDER) ** 2
     assert most["first places"] <= FIRST_BREAKS
     assert watched.client.requests == watched.upstream.requests == width * rounds
@@ -109,7 +109,6 @@ def test_results_do_not_depend_on_block_size_nor_warm_up(tmp_path, monkeypatch):
     usual = analyse(path).to_dict()
     monkeypatch.setattr(capture, "BLOCK", 97)  # records straddle almost every block
     monkeypatch.setattr(tally, "WARMUP", 1)  # roles decided on the first request
-    monkeypatch.setattr(order, "BATCH", 1)
     assert analyse(path).to_dict() == usual
     assert usual["requests"] == 8 and usual["pairing"]["paired"] == 8
 
