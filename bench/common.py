@@ -49,9 +49,14 @@ def with_steal(run: Callable[[], dict]) -> dict:
     """
     before = cpu_times()
     result = run()
-    spent = [after - first for first, after in zip(before, cpu_times(), strict=True)]
-    steal = spent[STEAL] / sum(spent) if sum(spent) else 0.0
+    steal = steal_since(before)
     return {**result, "steal": steal, "rps_given": result["rps"] / (1 - steal)}
+
+
+def steal_since(before: list[int]) -> float:
+    """The share of the machine's CPU time stolen since ``cpu_times()`` gave ``before``."""
+    spent = [after - first for first, after in zip(before, cpu_times(), strict=True)]
+    return spent[STEAL] / sum(spent) if sum(spent) else 0.0
 
 
 def wrk(target, address: str, seconds: int = 5, connections: int = 16,
@@ -106,5 +111,5 @@ def fail(message: str) -> None:
     raise SystemExit(f"bench: {message}")
 
 
-__all__ = ["LabError", "alternate", "fail", "median_ratio", "ratios", "running_lab", "steal_note",
-           "url", "with_steal", "wrk"]
+__all__ = ["LabError", "alternate", "cpu_times", "fail", "median_ratio", "ratios", "running_lab",
+           "steal_note", "steal_since", "url", "with_steal", "wrk"]

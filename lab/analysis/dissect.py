@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lab.analysis.capture import RECORD_HEADER, PcapBlocks
+from lab.analysis.http import HEAD, MAX_HEAD
 from lab.analysis.tcp import MASK, TcpTracker
 
 ETHERTYPE_IPV4 = 0x0800
@@ -229,9 +230,11 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     without options, TCP, not cut by the snapshot length) is dissected with one
     ``unpack_from`` at its offset in the block. Then a bare ACK is dropped unless a hole
     waits for one, and a segment that continues its direction in order goes straight to
-    that direction's HTTP parser; any other segment goes through ``TcpTracker.segment``,
-    and any other frame through ``Dissector``. A frame's bytes are never copied: only its
-    12-byte direction key (by the ``unpack_from``) and its payload are taken out.
+    that direction's HTTP parser (a whole head at its start straight to the head parser:
+    ``HttpParser.feed``'s first case, without its call and loop); any other segment goes
+    through ``TcpTracker.segment``, and any other frame through ``Dissector``. A frame's
+    bytes are never copied: only its 12-byte direction key (by the ``unpack_from``) and its
+    payload are taken out.
     """
     record = struct.Struct(blocks.endian + "III4x").unpack_from  # seconds, fraction, length
     usual_frame = _ETH_IPV4_TCP.unpack_from
@@ -272,8 +275,21 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
                             if (direction is not None and seq == direction.next_seq
                                     and (parser := direction.parser) is not None):
                                 direction.next_seq = (seq + stop - start) & MASK
-                                parser.feed(block, sec + usec * unit, frame, start, stop)
-                                continue  # in order: straight to HTTP
+                                ts = sec + usec * unit
+                                # In order: straight to HTTP. The usual segment is one
+                                # whole message: its head parsed here, as feed() would.
+                                if parser.state == HEAD and not parser.buf:
+                                    head_end = block.find(b"\r\n\r\n", start, stop)
+                                    if 0 <= head_end - start <= MAX_HEAD:
+                                        after = parser.parse_head(parser, block, start,
+                                                                  head_end, stop, ts, frame,
+                                                                  frame, ts)
+                                        if after == stop:
+                                            continue
+                                        if after >= 0:
+                                            start = after
+                                parser.feed(block, ts, frame, start, stop)
+                                continue
                         follow(frame, sec + usec * unit, key, seq,
                                ack_of(block, data + _ACK_AT)[0], flags, block[start:stop], 0)
                         holding = tracker.holding

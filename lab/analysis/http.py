@@ -6,11 +6,17 @@ whole in its segment (the usual case) is read in place, in the capture's block:
 
 - the start line: a response's by a dict lookup of its first 13 bytes ("HTTP/1.1 200 "),
   a request's by a regular expression, cached per line (request lines repeat);
-- the body's framing: "Content-Length:" as usually spelt by one ``rfind``; otherwise
-  Content-Length and Transfer-Encoding in any spelling, in a lower-cased copy;
+- the body's framing: "Content-Length:" as usually spelt by one ``rpartition``;
+  otherwise Content-Length and Transfer-Encoding in any spelling, in a lower-cased copy
+  (a request's, the usual one without a body, as text: see ``_request``);
 - the header lines are kept with the request (while it is in flight), and the headers
   some analyses need (X-Request-ID, X-Served-By) are read from them only when asked
   for (``header_value``).
+
+Searches cost more in calls than in bytes scanned (heads are short): ``bytes.find`` and
+``rfind`` parse their arguments with ``PyArg_ParseTuple`` (~700 instructions a call on
+CPython 3.11), ``rpartition`` and ``in`` on text do not. So a search with no need for a
+position uses one of those.
 
 Each request is announced twice, in frame order (see ``lab.analysis.order``): when its
 head is complete (``started``) and when nothing more will be learnt about it
@@ -51,13 +57,13 @@ _STATUS_PREFIXES = {f"HTTP/1.{minor} {status} ".encode(): status
 # Header names as searched for in the lower-cased header lines: each follows a CRLF.
 CONTENT_LENGTH = b"\r\ncontent-length"
 TRANSFER_ENCODING = b"\r\ntransfer-encoding"
+LOWER_CONTENT_LENGTH, LOWER_TRANSFER_ENCODING = "\r\ncontent-length", "\r\ntransfer-encoding"
 X_REQUEST_ID = b"\r\nx-request-id"
 X_SERVED_BY = b"\r\nx-served-by"
 # ...and as almost everyone spells them, colon included: found without a lower-cased copy.
 USUAL_CONTENT_LENGTH = b"\r\nContent-Length:"
 USUAL_X_REQUEST_ID = b"\r\nX-Request-ID:"
 USUAL_X_SERVED_BY = b"\r\nX-Served-By:"
-_CONTENT_LENGTH_VALUE = len(USUAL_CONTENT_LENGTH)  # offset of the value after the name
 
 
 class Route:
@@ -92,9 +98,15 @@ class HttpRequest:
     and sets the rest plainly.
     """
 
-    __slots__ = ("route", "position", "method", "uri", "head", "first_frame", "first_ts",
-                 "last_frame", "last_ts", "status", "response_head", "response_frame",
-                 "response_ts", "response_end_frame", "response_end_ts", "paired")
+    # What the response brings, until it comes: class attributes, so that __init__ (run
+    # for every request) sets only what it knows. (No __slots__: a slot has no default.)
+    status: int | None = None
+    response_head: bytes | None = None  # the response's header lines
+    response_frame: int | None = None  # frame carrying the response's first byte
+    response_ts: float | None = None
+    response_end_frame: int | None = None  # frame carrying the response's last byte
+    response_end_ts: float | None = None
+    paired = False  # taken by the analysis' pairing (see lab.analysis.pairing)
 
     def __init__(self, route: Route, position: int, method: str, uri: str, head: bytes,
                  first_frame: int, first_ts: float, last_frame: int, last_ts: float):
@@ -104,13 +116,6 @@ class HttpRequest:
         self.head = head  # the request's header lines, each after a CRLF
         self.first_frame, self.first_ts = first_frame, first_ts  # its first byte's frame
         self.last_frame, self.last_ts = last_frame, last_ts  # its last (head or body) byte's
-        self.status: int | None = None
-        self.response_head: bytes | None = None  # the response's header lines
-        self.response_frame: int | None = None  # frame carrying the response's first byte
-        self.response_ts: float | None = None
-        self.response_end_frame: int | None = None  # frame carrying the response's last byte
-        self.response_end_ts: float | None = None
-        self.paired = False  # taken by the analysis' pairing (see lab.analysis.pairing)
 
     def __repr__(self) -> str:
         return (f"HttpRequest(connection={self.connection}, position={self.position}, "
@@ -225,10 +230,9 @@ def header_value(lines: bytes | None, usual: bytes, name: bytes) -> bytes | None
     spelt (as in ``USUAL_X_REQUEST_ID``), then in any case (``name``: ``X_REQUEST_ID``)."""
     if lines is None:
         return None
-    at = lines.rfind(usual)
-    if at >= 0:
-        at += len(usual)
-        return lines[at:lines.find(b"\r\n", at)].strip()
+    _, found, after = lines.rpartition(usual)  # (cheaper than rfind: see the docstring)
+    if found:
+        return after.partition(b"\r\n")[0].strip()
     span = _header(lines.lower(), name)
     return None if span is None else lines[span[0]:span[1]].strip()
 
@@ -244,10 +248,9 @@ def _body_framing(lines: bytes) -> int:
     MALFORMED. A usually spelt Content-Length is read as is (with a Transfer-Encoding too,
     the message is malformed: the length is trusted); anything else from a lower-cased
     copy."""
-    at = lines.rfind(USUAL_CONTENT_LENGTH)
-    if at >= 0:
-        start = at + _CONTENT_LENGTH_VALUE
-        digits = lines[start:lines.find(b"\r\n", start)].strip()
+    _, found, after = lines.rpartition(USUAL_CONTENT_LENGTH)
+    if found:
+        digits = after.partition(b"\r\n")[0].strip()
         return int(digits) if digits.isdigit() else MALFORMED
     return _lowered_body_framing(lines.lower())
 
@@ -513,12 +516,13 @@ class HttpParser:
                               first_ts, frame, ts)
         conv.awaiting.append(request)
         self.order.started(request)
-        lowered = lines.lower()
-        # find(), not "in": for bytes, "in" first tries its operand as an integer and
-        # pays for the TypeError, more than the search itself
-        if lowered.find(CONTENT_LENGTH) < 0 and lowered.find(TRANSFER_ENCODING) < 0:
+        # Does a header announce a body, in any spelling? Asked of a lower-cased text copy:
+        # "in" on text is one plain search, while bytes.find() parses its arguments and
+        # "in" on bytes first tries its operand as an integer, paying for the TypeError.
+        lowered = lines.decode("latin-1").lower()
+        if LOWER_CONTENT_LENGTH not in lowered and LOWER_TRANSFER_ENCODING not in lowered:
             return end + 4  # no body: the request ended with its head, at this frame
-        framing = _lowered_body_framing(lowered)
+        framing = _lowered_body_framing(lines.lower())
         if framing == NO_LENGTH or framing == 0:
             return end + 4
         self.current = request
@@ -558,10 +562,10 @@ class HttpParser:
             conv.log.orphan_responses += 1
             if status in _NO_BODY_STATUSES:
                 return end + 4
-        at = lines.rfind(USUAL_CONTENT_LENGTH)  # _body_framing's usual case, inline
-        if at >= 0:  # (a Transfer-Encoding too would be malformed: the length is trusted)
+        _, found, after = lines.rpartition(USUAL_CONTENT_LENGTH)  # _body_framing's usual
+        if found:  # case, inline (a Transfer-Encoding too would be malformed: length trusted)
             try:  # int() takes the blanks around the value too
-                framing = int(lines[at + _CONTENT_LENGTH_VALUE:lines.find(b"\r\n", at + 2)])
+                framing = int(after.partition(b"\r\n")[0])
             except ValueError:
                 framing = MALFORMED
             if framing < 0:

@@ -8,7 +8,6 @@ Memory: a few entries per pair of backends.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from itertools import permutations
@@ -29,25 +28,39 @@ class RotationBreak:
 
 
 class UpstreamSequence:
-    """The upstream sequence, reduced as it goes; backends are any hashable names."""
+    """The upstream sequence, reduced as it goes; backends are any hashable names.
+
+    ``add`` runs once per upstream request, so it counts successions only: a backend's
+    requests are the times something led to it (the first request is led by None).
+    """
 
     def __init__(self) -> None:
         self.total = 0
-        self.counts: dict = {}  # backend -> requests, in order of first appearance
-        self.successions: dict[Pair, int] = {}  # (backend, next backend) -> times
+        # (backend, next backend) -> times, in order of first occurrence; (None, first)
+        self.led: dict[tuple[Hashable | None, Hashable], int] = {}
         self.first_places: dict[Pair, list[Place]] = {}  # where each pair first happened
         self.previous: Hashable | None = None
 
     def add(self, backend: Hashable, frame: int) -> None:
         self.total += 1
-        self.counts[backend] = self.counts.get(backend, 0) + 1
-        previous, self.previous = self.previous, backend
-        if previous is None:
-            return
-        pair = (previous, backend)
-        times = self.successions[pair] = self.successions.get(pair, 0) + 1
-        if times <= FIRST_BREAKS:
+        pair = (self.previous, backend)
+        self.previous = backend
+        times = self.led[pair] = self.led.get(pair, 0) + 1
+        if times <= FIRST_BREAKS and pair[0] is not None:
             self.first_places.setdefault(pair, []).append((self.total, frame))
+
+    @property
+    def counts(self) -> dict:
+        """Backend -> requests, in order of first appearance."""
+        counts: dict = {}
+        for (_, backend), times in self.led.items():  # a new backend comes in a new pair
+            counts[backend] = counts.get(backend, 0) + times
+        return counts
+
+    @property
+    def successions(self) -> dict[Pair, int]:
+        """(backend, next backend) -> times."""
+        return {pair: times for pair, times in self.led.items() if pair[0] is not None}
 
     def renamed(self, name: Callable[[Hashable], str]) -> UpstreamSequence:
         """The same sequence with each backend replaced by ``name(backend)``.
@@ -56,12 +69,9 @@ class UpstreamSequence:
         """
         result = UpstreamSequence()
         result.total = self.total
-        counts, successions = Counter(), Counter()
-        for backend, count in self.counts.items():
-            counts[name(backend)] += count
-        for (a, b), count in self.successions.items():
-            successions[(name(a), name(b))] += count
-        result.counts, result.successions = dict(counts), dict(successions)
+        for (a, b), count in self.led.items():
+            pair = (None if a is None else name(a), name(b))
+            result.led[pair] = result.led.get(pair, 0) + count
         for (a, b), places in self.first_places.items():
             merged = result.first_places.setdefault((name(a), name(b)), [])
             merged.extend(places)
