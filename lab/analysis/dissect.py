@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from lab.analysis.capture import RECORD_HEADER, PcapBlocks
 from lab.analysis.http import HEAD, MAX_HEAD
-from lab.analysis.tcp import MASK, TcpTracker
+from lab.analysis.tcp import TcpTracker
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -274,7 +274,9 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
                             direction = directions.get(key)
                             if (direction is not None and seq == direction.next_seq
                                     and (parser := direction.parser) is not None):
-                                direction.next_seq = (seq + stop - start) & MASK
+                                # (not masked to 32 bits: past a wrap, the next segment
+                                # misses this test and TcpTracker.segment takes it)
+                                direction.next_seq = seq + (stop - start)
                                 ts = sec + usec * unit
                                 # In order: straight to HTTP. The usual segment is one
                                 # whole message: its head parsed here, as feed() would.

@@ -84,10 +84,11 @@ class Wire:
 class Tcp:
     """One TCP connection; ``send`` segments data and the receiver acknowledges it."""
 
-    def __init__(self, wire: Wire, client: str, cport: int, server: str, sport: int):
+    def __init__(self, wire: Wire, client: str, cport: int, server: str, sport: int,
+                 isn: tuple[int, int] = (1000, 5000)):
         self.wire = wire
         self.ends = {True: (client, cport), False: (server, sport)}  # key: from_client
-        self.seq = {True: 1000, False: 5000}
+        self.seq = {True: isn[0], False: isn[1]}  # initial sequence numbers
         self._segment(True, "S", b"")
         self.seq[True] += 1
         self._segment(False, "SA", b"")
@@ -96,9 +97,10 @@ class Tcp:
 
     def _segment(self, from_client: bool, flags: str, data: bytes, seq: int | None = None):
         (src, sport), (dst, dport) = self.ends[from_client], self.ends[not from_client]
-        tcp = TCP(sport=sport, dport=dport, flags=flags,
-                  seq=self.seq[from_client] if seq is None else seq,
-                  ack=self.seq[not from_client] if "A" in flags else 0)
+        seq = self.seq[from_client] if seq is None else seq
+        ack = self.seq[not from_client] if "A" in flags else 0
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq & 0xFFFFFFFF,
+                  ack=ack & 0xFFFFFFFF)  # sequence numbers wrap
         packet = self.wire.ip(src, dst) / tcp
         self.wire.add(packet / Raw(data) if data else packet)
 

@@ -139,3 +139,20 @@ def test_each_direction_parses_heads_by_its_role(tmp_path):
             ("/joined", 200, 3, 1, 41000)]
     assert requests[0].served_by == "app1" and requests[0].request_id == "0" * 32
     assert stats.orphan_responses == 0
+
+
+def test_sequence_numbers_wrapping_mid_connection(tmp_path):
+    """Both directions of a keep-alive connection wrap past 2**32 - 1 between messages and
+    inside one: every request and response is still read once, in order."""
+    wire = ps.Wire()
+    request, response = ps.http_request("GET", "/w"), ps.http_response(200, body=b"x" * 300)
+    conn = ps.Tcp(wire, ps.CLIENT, 40000, ps.BALANCER, ps.HTTP_PORT,
+                  isn=(2**32 - 2 * len(request) - 8, 2**32 - len(response) - 151))
+    for _ in range(4):
+        conn.send(True, request)
+        conn.send(False, response, pieces=2)
+    conn.close()
+    stats = assert_same(tmp_path, wire.packets, requests=4)
+    assert stats.retransmissions == 0
+    (requests, _), _ = both_ways(tmp_path, wire.packets)
+    assert [(r.status, r.position) for r in requests] == [(200, n) for n in range(1, 5)]
