@@ -114,7 +114,19 @@ class Tally:
         route.requests += 1
         side = route.side
         if side is UPSTREAM:
-            self._upstream_started(request, route)
+            upstream = self.upstream
+            upstream.requests += 1
+            if upstream.watching is not None:
+                upstream.watching.started(request)
+            self.sequence.add(route, request.first_frame)
+            request_id = header_value(request.head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
+            self.pairer.upstream_started(request, request_id)
+            if request_id:
+                route.with_id += 1
+            if len(self.flow_upstream) < self.flow_limit:
+                self.flow_upstream.append(request)
+            if self.upstream_log is not None:
+                self.upstream_log.write(route.upstream_line)
         elif side is CLIENT:
             client = self.client
             client.requests += 1
@@ -226,20 +238,3 @@ class Tally:
     def _in_flow(self, request: HttpRequest) -> bool:
         kept = self.flow_clients
         return request.first_frame <= kept[-1].first_frame and request in kept
-
-    def _upstream_started(self, request: HttpRequest, route: RouteStats) -> None:
-        side = self.upstream
-        side.requests += 1
-        if side.watching is not None:
-            side.watching.started(request)
-        self.sequence.add(route, request.first_frame)
-        request_id = header_value(request.head, USUAL_X_REQUEST_ID, X_REQUEST_ID)
-        self.pairer.upstream_started(request, request_id)
-        if request_id:
-            route.with_id += 1
-        if len(self.flow_upstream) < self.flow_limit:
-            self.flow_upstream.append(request)
-        if self.upstream_log is not None:
-            self.upstream_log.write(route.upstream_line)
-
-

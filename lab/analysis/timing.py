@@ -59,7 +59,9 @@ class Latencies:
             if len(self.values) > self.exact_limit:
                 self._to_buckets()
         else:
-            us = min(round(ms * 1000), HIGHEST_US)
+            us = round(ms * 1000)
+            if us > HIGHEST_US:
+                us = HIGHEST_US
             shift = us.bit_length() - SUB_BUCKET_BITS  # hdr_bucket(us), inline
             bucket = us >> shift << shift if shift > 0 else us
             self.buckets[bucket] = self.buckets.get(bucket, 0) + 1

@@ -246,6 +246,16 @@ def test_response_times_are_exact_while_few_then_within_a_thousandth():
     assert merged.summary().count == 30000
 
 
+def test_response_times_past_the_histograms_hour_count_at_its_top():
+    bounded = Latencies(exact_limit=1)
+    for ms in (5.0, 7_200_000.0, 7_300_000.0):  # two answers two hours late
+        bounded.add(ms)
+    summary = bounded.summary()
+    assert (summary.count, summary.max_ms) == (3, 7_300_000.0)
+    # two of three at the histogram's highest value, none lost
+    assert summary.p50_ms == summary.p90_ms == pytest.approx(3_600_000, rel=1e-3)
+
+
 @pytest.mark.parametrize("us", [0, 1, 2047, 2048, 2049, 4097, 51_000, 123_456_789])
 def test_hdr_buckets_are_hdrhistograms(us):
     histogram = HdrHistogram(1, 3_600_000_000, 3)
