@@ -9,7 +9,7 @@ from wait4), each also with the tool's fixed startup subtracted: its time on a t
 capture made of the first 100 packets of the same file. Each ratio is the median of the
 rounds'; the verdict uses CPU time less startup (CPU stolen by the hypervisor, printed,
 is not in it). These two cores are shared with other guests, whose load swings a run's
-speed by up to 1.6x within a minute, CPU time included, with no steal: the rounds' range
+speed by up to 1.8x within a minute, CPU time included, with no steal: the rounds' range
 is printed. (Running both at once, one per core, was tried: the analyser then slows by
 ~60% and tshark by ~25%, the cores sharing caches, so that is not a fair comparison.)
 
