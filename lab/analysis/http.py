@@ -293,7 +293,7 @@ class HttpParser:
     __slots__ = (
         "conversation", "order", "route", "state", "buf", "carry",
         "remaining", "role", "current", "first_frame", "first_ts", "at_start", "scanned",
-        "holding", "parse_head",
+        "holding", "parse_head", "bodiless_lines",
     )
 
     def __init__(self, conversation: Conversation, route: Route, from_start: bool):
@@ -317,6 +317,9 @@ class HttpParser:
         # How a whole head is parsed: by the role, once known. A plain function, called
         # with self (a bound method kept on self would make a reference cycle).
         self.parse_head = HttpParser._first_message
+        # The header lines of the last request seen to announce no body: a client's requests
+        # often repeat them, and comparing costs less than looking (see _request).
+        self.bodiless_lines = b""
 
     def feed(self, data: bytes, ts: float, frame: int, pos: int, size: int) -> None:
         """Parse the next bytes of this direction, ``data[pos:size]``, carried by ``frame``.
@@ -516,11 +519,14 @@ class HttpParser:
                               first_ts, frame, ts)
         conv.awaiting.append(request)
         self.order.started(request)
+        if lines == self.bodiless_lines:
+            return end + 4  # no body, as before: the request ended with its head
         # Does a header announce a body, in any spelling? Asked of a lower-cased text copy:
         # "in" on text is one plain search, while bytes.find() parses its arguments and
         # "in" on bytes first tries its operand as an integer, paying for the TypeError.
         lowered = lines.decode("latin-1").lower()
         if LOWER_CONTENT_LENGTH not in lowered and LOWER_TRANSFER_ENCODING not in lowered:
+            self.bodiless_lines = lines
             return end + 4  # no body: the request ended with its head, at this frame
         framing = _lowered_body_framing(lines.lower())
         if framing == NO_LENGTH or framing == 0:

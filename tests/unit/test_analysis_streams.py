@@ -91,6 +91,21 @@ def test_request_bodies_that_look_like_http_are_skipped(tmp_path):
     assert [r.uri for r in client_side(requests)] == ["/upload", "/real"]
 
 
+def test_repeated_request_heads_keep_their_bodies(tmp_path):
+    """The parser remembers the last header lines that announced no body; a repeated head
+    with a body is looked at again, so its body is skipped each time."""
+    lab = ps.Lab(client_keepalive=True)
+    disguised = b"GET /not-a-request HTTP/1.1\r\nHost: x\r\n\r\n"
+    lab.exchange("app1", uri="/a")
+    lab.exchange("app2", uri="/b")  # the same header lines as /a's
+    lab.exchange("app3", method="POST", uri="/c", body=disguised)
+    lab.exchange("app1", method="POST", uri="/d", body=disguised)  # /c's lines again
+    lab.exchange("app2", uri="/e")
+    requests, stats = read_http(write(tmp_path, lab.wire.packets))
+    assert [r.uri for r in client_side(requests)] == ["/a", "/b", "/c", "/d", "/e"]
+    assert stats.resyncs == 0
+
+
 def test_response_to_head_has_no_body(tmp_path):
     wire = ps.Wire()
     conn = wire.connect(ps.CLIENT, ps.APPS["app1"], ps.APP_PORT)
