@@ -15,4 +15,20 @@ command -v apt-get >/dev/null 2>&1 || die "the local lab needs Debian or Ubuntu 
 for role in db app balancer; do role_packages "$role"; done
 want_packages --apt iproute2 iptables iputils-ping curl wrk tshark shellcheck vagrant vagrant-libvirt openssh-server
 ensure_venv "$LAB_SRC/requirements/tools.txt"
+
+# The analyser's hot loop, compiled (lab/analysis/_walk.pyx; its Python twin in dissect.py
+# runs where this is not built). Rebuilt whenever the .pyx is newer than the module.
+build_walker() {
+  local pyx="$LAB_SRC/lab/analysis/_walk.pyx" work="$LAB_VENV/.walker-build" python="$LAB_VENV/bin/python"
+  local module include
+  module="${pyx%.pyx}$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+  [ "$module" -nt "$pyx" ] && return 0
+  log "compiling the analyser's pcap walker ($(basename "$module"))"
+  include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  mkdir -p "$work"
+  "$LAB_VENV/bin/cython" -3 "$pyx" -o "$work/walk.c"
+  gcc -shared -fPIC -O2 -I"$include" "$work/walk.c" -o "$work/walk.so"
+  mv "$work/walk.so" "$module"  # (built aside: a failed build leaves the last module)
+}
+build_walker
 log "installed: packages and $LAB_VENV"

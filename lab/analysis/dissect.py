@@ -222,9 +222,42 @@ def follow_frames(frames: Iterable[tuple[float, int, bytes]], tracker: TcpTracke
     return number
 
 
+class Walk:
+    """What walking the records of a classic pcap file needs, and its counts so far."""
+
+    def __init__(self, tracker: TcpTracker, counts: DissectCounts, link_type: int,
+                 unit: float, endian: str):
+        self.tracker = tracker
+        self.dissector = Dissector(tracker, counts)
+        self.link_type = link_type
+        self.unit = unit  # seconds per unit of a record's second timestamp field
+        self.endian = endian  # of the record headers: "<" or ">"
+        self.record = struct.Struct(endian + "III4x").unpack_from  # seconds, fraction, length
+        self.usual_min = _USUAL_MIN if link_type == ETHERNET else 1 << 62  # else: no usual
+        self.frame = 0  # records walked
+        self.unusual = 0  # of them, frames that took the general path
+
+
 def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTracker,
                 counts: DissectCounts) -> int:
     """Walk the records of a classic pcap file, block by block; return how many there were.
+
+    Each block is walked by ``walk_block``: the compiled one (``lab.analysis._walk``, built
+    by ``make install``) when it is there, else ``walk_block_python``, which it mirrors.
+    """
+    walk = Walk(tracker, counts, link_type, unit, blocks.endian)
+    block = blocks.refill(b"")
+    try:
+        while block:
+            block = blocks.refill(block[walk_block(block, walk):])
+    finally:
+        walk.dissector.done(walk.frame, walk.frame - walk.unusual)
+    return walk.frame
+
+
+def walk_block_python(block: bytes, walk: Walk) -> int:
+    """Walk the whole records at the start of ``block``; return where the first record not
+    wholly in it starts (``walk.frame`` and ``walk.unusual`` count on).
 
     The hot loop of the analyser: it runs once per frame. The usual frame (Ethernet, IPv4
     without options, TCP, not cut by the snapshot length) is dissected with one
@@ -236,70 +269,72 @@ def follow_pcap(blocks: PcapBlocks, link_type: int, unit: float, tracker: TcpTra
     bytes are never copied: only its 12-byte direction key (by the ``unpack_from``) and its
     payload are taken out.
     """
-    record = struct.Struct(blocks.endian + "III4x").unpack_from  # seconds, fraction, length
+    record = walk.record
     usual_frame = _ETH_IPV4_TCP.unpack_from
     ack_of = _ACK.unpack_from
     payload_at = _PAYLOAD_AT
-    dissector = Dissector(tracker, counts)
-    general = dissector.frame
+    tracker, general = walk.tracker, walk.dissector.frame
+    link_type, unit = walk.link_type, walk.unit
     follow = tracker.segment
     directions = tracker.directions
-    usual_min = _USUAL_MIN if link_type == ETHERNET else 1 << 62  # else: no usual frame
-    holding = tracker.holding  # changes only inside follow()
-    frame = unusual = 0
-    block = blocks.refill(b"")
+    usual_min = walk.usual_min
+    holding = tracker.holding  # changes only inside follow() and general()
+    frame, unusual = walk.frame, walk.unusual
+    size, at = len(block), 0
+    last = size - RECORD_HEADER  # where the last record header may start
     try:
-        while block:
-            size, at = len(block), 0
-            last = size - RECORD_HEADER  # where the last record header may start
-            while at <= last:
-                sec, usec, caplen = record(block, at)
-                data = at + RECORD_HEADER
-                end = data + caplen
-                if end > size:
-                    break
-                at = end
-                frame += 1
-                if caplen >= usual_min:
-                    eth_ip, ip_length, fragment_tcp, key, seq, data_offset, flags = \
-                        usual_frame(block, data)
-                    start = data + payload_at[data_offset]
-                    stop = data + 14 + ip_length  # (an IP length of 0, from TSO, fails below)
-                    if (eth_ip >> 8 == _ETH_IPV4_NO_OPTIONS
-                            and fragment_tcp & _NOT_FRAGMENT_TCP == TCP
-                            and start <= stop <= end):
-                        if not flags & SYN_FIN_RST and not holding:
-                            if start == stop:
-                                continue  # a bare ACK, and no hole waits for one
-                            direction = directions.get(key)
-                            if (direction is not None and seq == direction.next_seq
-                                    and (parser := direction.parser) is not None):
-                                # (not masked to 32 bits: past a wrap, the next segment
-                                # misses this test and TcpTracker.segment takes it)
-                                direction.next_seq = seq + (stop - start)
-                                ts = sec + usec * unit
-                                # In order: straight to HTTP. The usual segment is one
-                                # whole message: its head parsed here, as feed() would.
-                                if parser.state == HEAD and not parser.buf:
-                                    head_end = block.find(b"\r\n\r\n", start, stop)
-                                    if 0 <= head_end - start <= MAX_HEAD:
-                                        after = parser.parse_head(parser, block, start,
-                                                                  head_end, stop, ts, frame,
-                                                                  frame, ts)
-                                        if after == stop:
-                                            continue
-                                        if after >= 0:
-                                            start = after
-                                parser.feed(block, ts, frame, start, stop)
-                                continue
-                        follow(frame, sec + usec * unit, key, seq,
-                               ack_of(block, data + _ACK_AT)[0], flags, block[start:stop], 0)
-                        holding = tracker.holding
-                        continue
-                unusual += 1
-                general(frame, sec + usec * unit, link_type, block[data:end])
-                holding = tracker.holding
-            block = blocks.refill(block[at:])
+        while at <= last:
+            sec, usec, caplen = record(block, at)
+            data = at + RECORD_HEADER
+            end = data + caplen
+            if end > size:
+                break
+            at = end
+            frame += 1
+            if caplen >= usual_min:
+                eth_ip, ip_length, fragment_tcp, key, seq, data_offset, flags = \
+                    usual_frame(block, data)
+                start = data + payload_at[data_offset]
+                stop = data + 14 + ip_length  # (an IP length of 0, from TSO, fails below)
+                if (eth_ip >> 8 == _ETH_IPV4_NO_OPTIONS
+                        and fragment_tcp & _NOT_FRAGMENT_TCP == TCP
+                        and start <= stop <= end):
+                    if not flags & SYN_FIN_RST and not holding:
+                        if start == stop:
+                            continue  # a bare ACK, and no hole waits for one
+                        direction = directions.get(key)
+                        if (direction is not None and seq == direction.next_seq
+                                and (parser := direction.parser) is not None):
+                            # (not masked to 32 bits: past a wrap, the next segment
+                            # misses this test and TcpTracker.segment takes it)
+                            direction.next_seq = seq + (stop - start)
+                            ts = sec + usec * unit
+                            # In order: straight to HTTP. The usual segment is one whole
+                            # message: its head parsed here, as feed() would.
+                            if parser.state == HEAD and not parser.buf:
+                                head_end = block.find(b"\r\n\r\n", start, stop)
+                                if 0 <= head_end - start <= MAX_HEAD:
+                                    after = parser.parse_head(parser, block, start, head_end,
+                                                              stop, ts, frame, frame, ts)
+                                    if after == stop:
+                                        continue
+                                    if after >= 0:
+                                        start = after
+                            parser.feed(block, ts, frame, start, stop)
+                            continue
+                    follow(frame, sec + usec * unit, key, seq,
+                           ack_of(block, data + _ACK_AT)[0], flags, block[start:stop], 0)
+                    holding = tracker.holding
+                    continue
+            unusual += 1
+            general(frame, sec + usec * unit, link_type, block[data:end])
+            holding = tracker.holding
     finally:
-        dissector.done(frame, frame - unusual)
-    return frame
+        walk.frame, walk.unusual = frame, unusual
+    return at
+
+
+try:  # the same loop compiled with Cython (lab/analysis/_walk.pyx), if it was built
+    from lab.analysis._walk import walk_block
+except ImportError:
+    walk_block = walk_block_python

@@ -156,3 +156,14 @@ def test_sequence_numbers_wrapping_mid_connection(tmp_path):
     assert stats.retransmissions == 0
     (requests, _), _ = both_ways(tmp_path, wire.packets)
     assert [(r.status, r.position) for r in requests] == [(200, n) for n in range(1, 5)]
+
+
+def test_the_compiled_walker_is_built_and_chosen():
+    import subprocess
+    import sys
+
+    chosen = subprocess.run(
+        [sys.executable, "-c", "from lab.analysis import dissect; "
+         "print(dissect.walk_block.__module__)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert chosen == "lab.analysis._walk", "the compiled walker is not built: make install"
