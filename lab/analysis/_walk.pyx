@@ -1,10 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """``dissect.walk_block_python`` compiled: the same walk over a block of classic pcap
-records, line for line, with the record and frame fields read as C integers.
+records, step for step, with the record and frame fields read as C integers and each
+head's end found by memmem.
 
 Its Python twin is the reference (and what runs where this was not built); the tests run
 both on every synthetic capture and require the same requests and counts. Built by
-``make install`` (provision/host.sh: cythonize -i); change both or neither.
+``make install`` (provision/host.sh: cython, then gcc); change both or neither.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
