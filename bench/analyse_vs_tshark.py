@@ -148,18 +148,15 @@ def instructions(argv: list[str], tmp: Path) -> int:
     return int(found[1])
 
 
-def instructions_per_packet(capture: Path, tmp: Path) -> dict[str, float]:
+def instructions_per_packet(capture: Path, tiny: Path, tmp: Path) -> dict[str, float]:
     """Each tool's instructions per packet on the first INSTRUCTION_PACKETS packets of
-    ``capture``, less those on its first TINY (the startup)."""
-    excerpt, tiny = tmp / "excerpt.pcap", tmp / "tiny.pcap"
+    ``capture``, less those on ``tiny`` (its first TINY packets: the startup)."""
+    excerpt = tmp / "excerpt.pcap"
     packets = copy_first_packets(capture, excerpt, INSTRUCTION_PACKETS)
-    copy_first_packets(capture, tiny, TINY)
+    on_excerpt, on_tiny = commands(excerpt, tmp / "a.txt"), commands(tiny, tmp / "b.txt")
     per_packet = {}
-    for tool, (on_excerpt, on_tiny) in {
-        "tshark": (commands(excerpt, tmp / "a.txt")[0], commands(tiny, tmp / "b.txt")[0]),
-        "analyser": (commands(excerpt, tmp / "a.txt")[1], commands(tiny, tmp / "b.txt")[1]),
-    }.items():
-        whole, startup = instructions(on_excerpt, tmp), instructions(on_tiny, tmp)
+    for index, tool in enumerate(("tshark", "analyser")):  # the order commands() gives
+        whole, startup = instructions(on_excerpt[index], tmp), instructions(on_tiny[index], tmp)
         per_packet[tool] = (whole - startup) / (packets - TINY)
         print(f"instructions ({packets} packets, callgrind): {tool:8} "
               f"{per_packet[tool]:9,.0f} per packet (startup: {startup:,})")
@@ -212,7 +209,7 @@ def main() -> int:
         steal = steal_since(before)
         timed = {tool: [result[tool] for result in results] for tool in ("tshark", "analyser")}
         halves = [run(analyser[:3] + [str(half), "--json"]) for _ in range(2)]
-        counted = instructions_per_packet(capture, tmp) if args.instructions else None
+        counted = instructions_per_packet(capture, tiny, tmp) if args.instructions else None
         order_difference = compare_orders(tmp / "tshark.txt", tmp / "ours.txt")
         upstream = len((tmp / "ours.txt").read_text().splitlines())
     for tool in startup_runs:
