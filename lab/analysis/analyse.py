@@ -86,7 +86,7 @@ def _result(stats: WireStats, tally: Tally, names: dict[str, str],
                 "upstream": tally.upstream.status_counts()}
     _explain(stats, tally, pairing, request_ids, statuses, order_source, traffic,
              traffic_source, warnings, notes)
-    columns, flow = build_flow(tally, labels, names, balancer, order)
+    columns, flow, exchanges = build_flow(tally, labels, names, balancer, order)
     return Analysis(
         path=stats.path,
         capture_format=stats.format,
@@ -125,6 +125,8 @@ def _result(stats: WireStats, tally: Tally, names: dict[str, str],
         notes=notes,
         columns=columns,
         flow=flow,
+        flow_exchanges=exchanges,
+        flow_asked=tally.flow_limit,
     )
 
 
@@ -166,7 +168,8 @@ def _choose_order(given, sequence: UpstreamSequence, labels, names, warnings):
         if resolved is not None:
             return resolved, "given"
         warnings.append(
-            f"the given upstream order {given} names no backend in this capture; "
+            f"the given upstream order ({', '.join(given)}) names no backend in this "
+            "capture; "
             "the order was inferred from the capture instead"
         )
     order = infer_order(sequence)
@@ -285,7 +288,8 @@ def _explain(stats: WireStats, tally: Tally, pairing: Pairing, request_ids: str,
     unanswered = shown.pop("none", 0)
     failed = {status: n for status, n in shown.items() if not status.startswith("2")}
     if failed:
-        warnings.append(f"responses that are not 2xx ({side} side): {failed}")
+        warnings.append(f"responses that are not 2xx ({side} side): "
+                        f"{counts_in_words(failed)}")
     if unanswered:
         warnings.append(f"{unanswered} {side} request(s) with no response in the capture")
 
@@ -297,7 +301,17 @@ def _pairing_note(pairing: Pairing) -> str:
         return ("client and upstream requests paired by method+URI in time order (the "
                 "client side carries no X-Request-ID); same-URI requests in flight at "
                 "once may be swapped")
-    return f"client and upstream requests paired by: {pairing.by}"
+    used = [f"{count} by {PAIRING_WORDS.get(method, method)}"
+            for method, count in pairing.by.items() if count]
+    return f"client and upstream requests paired: {', '.join(used) or 'none'}"
+
+
+PAIRING_WORDS = {BY_REQUEST_ID: "X-Request-ID", BY_METHOD_URI_TIME: "method+URI in time order"}
+
+
+def counts_in_words(counts: dict[str, int]) -> str:
+    """{'502': 3, '504': 1} as '502: 3, 504: 1' (no Python repr in what people read)."""
+    return ", ".join(f"{key}: {value}" for key, value in counts.items())
 
 
 def _warn_about_capture(stats: WireStats, warnings: list[str]) -> None:
@@ -314,7 +328,8 @@ def _warn_about_capture(stats: WireStats, warnings: list[str]) -> None:
     if counts.ip_fragments:
         warnings.append(f"{counts.ip_fragments} IP fragments ignored (not reassembled)")
     if counts.unknown_link_types:
-        warnings.append(f"frames of link types {sorted(counts.unknown_link_types)} ignored")
+        shown = ", ".join(str(kind) for kind in sorted(counts.unknown_link_types))
+        warnings.append(f"frames of link types {shown} ignored")
     if stats.orphan_responses:
         warnings.append(f"{stats.orphan_responses} responses with no request seen before")
     warnings.extend(f"reader: {message}" for message in stats.reader_warnings[:5])
@@ -339,15 +354,18 @@ def build_flow(tally: Tally, labels: dict[Route, str], names: dict[str, str], ba
     balancer_name = names.get(balancer, balancer)
     arrows: list[FlowArrow] = []
     clients: dict[str, str] = {}
-    for front, back in exchanges[:tally.flow_limit]:
+    shown = exchanges[:tally.flow_limit]
+    for front, back in shown:
+        request_id = (back.request_id if back is not None else None) or \
+            (front.request_id if front is not None else None)
         if front is not None:
             name = names.get(front.client, front.client)
             if name == balancer_name:  # the client runs on the balancer's host
                 name += " (client)"
             clients.setdefault(name, front.client)
-            arrows += _arrows(front, name, balancer_name, with_id=False)
+            arrows += _arrows(front, name, balancer_name, request_id)
         if back is not None:
-            arrows += _arrows(back, balancer_name, labels[back.route.key], with_id=True)
+            arrows += _arrows(back, balancer_name, labels[back.route.key], request_id)
     arrows.sort(key=lambda arrow: arrow.frame)
     addresses = {label: endpoint_text(address, port)
                  for (_, address, port), label in labels.items()}
@@ -355,17 +373,18 @@ def build_flow(tally: Tally, labels: dict[Route, str], names: dict[str, str], ba
     columns = [*((name, address) for name, address in clients.items()),
                (balancer_name, balancer),
                *((name, addresses.get(name, "")) for name in backends)]
-    return columns, arrows
+    return columns, arrows, len(shown)
 
 
-def _arrows(request: HttpRequest, source: str, target: str, with_id: bool):
-    label = f"{request.method} {request.uri}"
-    if with_id and request.request_id:
-        label += f" [{request.request_id[:8]}]"
-    arrows = [FlowArrow(request.first_frame, request.first_ts, source, target, label,
-                        "request")]
+def _arrows(request: HttpRequest, source: str, target: str, request_id: str | None):
+    """A request's arrow and its response's, both naming the request: by its X-Request-ID
+    (the upstream one, for the client's side too), else by the request's frame."""
+    name = f"[{request_id[:8]}]" if request_id else f"#{request.first_frame}"
+    arrows = [FlowArrow(request.first_frame, request.first_ts, source, target,
+                        f"{request.method} {request.uri}", "request", request=name)]
     if request.response_frame is not None:
         answer = str(request.status) + (f" {request.served_by}" if request.served_by else "")
         arrows.append(FlowArrow(request.response_frame, request.response_ts, target, source,
-                                answer, "response", failed=request.status >= 500))
+                                answer, "response", failed=request.status >= 500,
+                                request=name))
     return arrows

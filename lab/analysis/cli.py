@@ -14,6 +14,9 @@ from lab.analysis.errors import CaptureError
 from lab.errors import LabError
 
 DEFAULT_PNG_EXCHANGES = 20
+FLOW_WIDTH = 100  # render.FLOW_WIDTH (not imported: --json does without rich)
+MIN_WIDTH = 72
+IMAGE_SUFFIX = ".png"
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -30,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png", metavar="FILE",
                         help=f"draw the flow diagram into FILE (first --flow N exchanges, "
                              f"default {DEFAULT_PNG_EXCHANGES})")
+    parser.add_argument("--width", type=int, default=FLOW_WIDTH, metavar="COLUMNS",
+                        help=f"fit the text flow into COLUMNS (default {FLOW_WIDTH})")
     parser.add_argument("--upstream-list", metavar="FILE",
                         help="write the backend (address<TAB>port) of every upstream "
                              "request to FILE, in order (as tshark -T fields -e ip.dst "
@@ -50,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.flow < 0:
         return _refuse("--flow N needs N >= 0")
+    if args.width < MIN_WIDTH:
+        return _refuse(f"--width {args.width}: the flow needs at least {MIN_WIDTH} columns")
+    if args.png and not args.png.lower().endswith(IMAGE_SUFFIX):
+        return _refuse(f"--png {args.png}: the flow diagram is a PNG image: give a file "
+                       f"name ending in {IMAGE_SUFFIX}")
     flow_limit = args.flow or (DEFAULT_PNG_EXCHANGES if args.png else 0)
     try:
         names, order = _topology(args.topology) if args.topology else (None, None)
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from lab.analysis.render import render_report
 
-        render_report(result, Console(), flow=args.flow)
+        render_report(result, Console(), flow=args.flow, width=args.width)
     return EXIT_PASS if result.passed else EXIT_FAIL
 
 

@@ -25,7 +25,7 @@ def write_flow_png(result: Analysis, path: str | os.PathLike) -> None:
     axes.set_xlim(-1.2, len(columns) - 0.4)
     axes.set_ylim(len(arrows) + 0.2, -1.6)
     axes.axis("off")
-    axes.set_title(f"{os.path.basename(result.path)}: first {len(arrows)} messages",
+    axes.set_title(f"{os.path.basename(result.path)}: {result.flow_title()}",
                    fontsize=10, loc="left")
     figure.savefig(os.fspath(path), dpi=110, bbox_inches="tight")
 
@@ -41,7 +41,7 @@ def _draw_arrow(axes, row: int, source: int, target: int, arrow, start: float) -
     colour = COLOURS["failed"] if arrow.failed else COLOURS[arrow.kind]
     axes.annotate("", xy=(target, row), xytext=(source, row),
                   arrowprops={"arrowstyle": "-|>", "color": colour, "linewidth": 1.2})
-    axes.text((source + target) / 2, row - 0.08, arrow.label[:40], ha="center",
+    axes.text((source + target) / 2, row - 0.08, arrow.note[:48], ha="center",
               va="bottom", fontsize=7, color=colour)
     axes.text(-0.7, row, f"{arrow.ts - start:.6f}  #{arrow.frame}", ha="right",
               va="center", fontsize=7, color="0.35")

@@ -8,19 +8,23 @@ from rich.text import Text
 
 from lab.analysis.result import Analysis, FlowArrow
 
-COLUMN_WIDTH = 24
+FLOW_WIDTH = 100  # columns of the text flow: a projector, or a terminal split in two
+TIME_WIDTH = 12  # "  0.001234  "
+MIN_COLUMN, MAX_COLUMN = 6, 24
+NOTE_ROOM = 40  # the text after the arrows: frame, message, request id
 SHOWN_BREAKS = 5
 STYLE = {"request": "cyan", "response": "green", "failed": "bold red"}
 
 
-def render_report(result: Analysis, console: Console, flow: int = 0) -> None:
+def render_report(result: Analysis, console: Console, flow: int = 0,
+                  width: int = FLOW_WIDTH) -> None:
     console.print(summary_table(result))
     console.print(backend_table(result))
     if result.breaks:
         console.print(breaks_table(result))
     if flow and result.flow:
-        console.print(Text(f"flow of the first {flow} exchanges", style="bold"))
-        console.print(flow_text(result), soft_wrap=True)
+        console.print(Text(f"flow: {result.flow_title()}", style="bold"))
+        console.print(flow_text(result, width), soft_wrap=True)
     console.print(verdict_text(result))
     for warning in result.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
@@ -87,28 +91,45 @@ def verdict_text(result: Analysis) -> Group:
 # -- flow diagram ----------------------------------------------------------------------
 
 
-def flow_text(result: Analysis, width: int = COLUMN_WIDTH) -> Text:
-    """The flow diagram as text: one column per host, one arrow per message.
+def flow_text(result: Analysis, width: int = FLOW_WIDTH) -> Text:
+    """The flow diagram as text, at most ``width`` columns: one column per host, one arrow
+    per message, then the frame and the message (every one naming its request).
 
     It shows the exchanges the analysis kept (``analyse(..., flow_limit=N)``).
     """
     names = [name for name, _ in result.columns]
+    column = column_width(width, len(names))
+    note_room = width - TIME_WIDTH - column * len(names) - 1
     arrows = result.flow
     start = arrows[0].ts if arrows else 0.0
     text = Text()
-    text.append(_centred_row(names, width, "time (s)"), style="bold")
-    text.append(_centred_row([address for _, address in result.columns], width, ""),
-                style="dim")
+    text.append(_centred_row(names, column, "time (s)"), style="bold")
+    text.append(_centred_row([_tail(address, column - 1) for _, address in result.columns],
+                             column, ""), style="dim")
     for arrow in arrows:
         text.append(f"{arrow.ts - start:>10.6f}  ")
         style = STYLE["failed"] if arrow.failed else STYLE[arrow.kind]
-        text.append(_arrow_line(names, arrow, width), style=style)
-        text.append(f"  #{arrow.frame}\n", style="dim")
+        text.append(_arrow_line(names, arrow, column), style=style)
+        text.append(" " + _fit(f"#{arrow.frame} {arrow.note}", note_room) + "\n",
+                    style=style)
     return text
+
+
+def column_width(width: int, columns: int) -> int:
+    """Each host's column: what is left after the time and the notes, within bounds."""
+    room = (width - TIME_WIDTH - NOTE_ROOM - 1) // max(columns, 1)
+    return max(MIN_COLUMN, min(MAX_COLUMN, room))
 
 
 def _centred_row(cells: list[str], width: int, first: str) -> str:
     return f"{first:>10}  " + "".join(_fit(cell, width - 1).center(width) for cell in cells) + "\n"
+
+
+def _tail(address: str, room: int) -> str:
+    """The end of an address is what tells lab hosts apart: …56.11."""
+    if len(address) > room and address.count(":") == 1:
+        address = address.partition(":")[0]  # the port is in the header's name anyway
+    return address if len(address) <= room else "…" + address[-(room - 1):]
 
 
 def _fit(label: str, room: int) -> str:
@@ -128,7 +149,4 @@ def _arrow_line(names: list[str], arrow: FlowArrow, width: int) -> str:
         line[right - 1] = "▶"
     else:
         line[left + 1] = "◀"
-    label = f" {_fit(arrow.label, right - left - 5)} "
-    at = left + 1 + (right - left - 1 - len(label)) // 2
-    line[at:at + len(label)] = label
     return "".join(line)

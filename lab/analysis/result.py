@@ -20,6 +20,14 @@ class FlowArrow:
     label: str
     kind: str  # "request" or "response"
     failed: bool = False  # a 5xx or missing response
+    request: str = ""  # the request it is or answers: "[X-Request-ID prefix]" or "#frame"
+
+    @property
+    def note(self) -> str:
+        """The message in words, naming its request (a response: the one it answers)."""
+        if self.kind == "response":
+            return f"{self.request} answered: {self.label}"
+        return f"{self.request} {self.label}"
 
 
 @dataclass
@@ -61,6 +69,15 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     columns: list[tuple[str, str]] = field(default_factory=list)  # flow (name, address)
     flow: list[FlowArrow] = field(default_factory=list)  # first exchanges, in frame order
+    flow_exchanges: int = 0  # exchanges the flow shows
+    flow_asked: int = 0  # exchanges asked for (flow_limit)
+
+    def flow_title(self) -> str:
+        """What the flow shows, counted as it was asked: exchanges, not messages."""
+        if self.flow_exchanges < self.flow_asked:
+            return (f"all {self.flow_exchanges} exchanges ({len(self.flow)} messages; "
+                    f"{self.flow_asked} asked)")
+        return f"the first {self.flow_exchanges} exchanges ({len(self.flow)} messages)"
 
     @property
     def passed(self) -> bool:

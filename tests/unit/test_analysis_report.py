@@ -1,6 +1,7 @@
 """What users see: JSON, the rich report, the flow diagram, the PNG and the CLI."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,78 @@ def test_flow_text_draws_one_arrow_per_message(sequential_capture):
     assert len(arrows) == 8  # 2 exchanges x (request, upstream request, 2 responses)
     assert "GET /item/1" in arrows[0] and "▶" in arrows[0]
     assert "200 app2" in arrows[2] and "◀" in arrows[2]
-    assert arrows[4].rstrip().endswith(f"#{result.flow[4].frame}")
+    assert f"#{result.flow[4].frame} " in arrows[4]
+
+
+@pytest.fixture
+def concurrent_capture(tmp_path):
+    """Four requests in flight at once on the lab's real URIs, as a loadtest makes them."""
+    lab = ps.Lab(echo_id=False)
+    for _ in range(3):
+        lab.batch(ps.rotation(4), uri="/categories/12/?page=3&sort=price")
+    return ps.write_pcap(tmp_path / "concurrent.pcap", lab.wire.packets)
+
+
+@pytest.mark.parametrize("width", [100, 80, 72])
+def test_flow_text_fits_its_width_and_names_each_request(concurrent_capture, width):
+    result = analyse(concurrent_capture, names=ps.NAMES, flow_limit=8)
+    lines = flow_text(result, width).plain.splitlines()
+    assert max(len(line) for line in lines) <= width
+    arrows = lines[2:]
+    assert len(arrows) == 4 * 8
+    ids = {a.request for a in result.flow}
+    assert len(ids) == 8  # one id per exchange, on the client's and the upstream side alike
+    for arrow, line in zip(result.flow, arrows, strict=True):
+        assert arrow.request.startswith("[") and arrow.request in line  # every arrow
+        if arrow.kind == "response":  # a response names the request it answers
+            assert f"{arrow.request} answered: " in line
+
+
+def test_flow_responses_name_the_request_by_frame_without_ids(tmp_path):
+    lab = ps.Lab(request_ids=False)
+    lab.batch(["app1", "app2"])
+    result = analyse(ps.write_pcap(tmp_path / "noid.pcap", lab.wire.packets), flow_limit=2)
+    requests = {a.frame: a for a in result.flow if a.kind == "request"}
+    for arrow in result.flow:
+        if arrow.kind == "response":
+            assert requests[int(arrow.request.lstrip("#"))].request == arrow.request
+
+
+def test_flow_titles_count_the_exchanges_asked_for(sequential_capture, tmp_path, capsys):
+    result = analyse(sequential_capture, flow_limit=2)
+    assert result.flow_title() == "the first 2 exchanges (8 messages)"
+    result = analyse(sequential_capture, flow_limit=10)
+    assert result.flow_title() == "all 6 exchanges (24 messages; 10 asked)"
+    assert main([str(sequential_capture), "--flow", "2"]) == 0
+    assert "flow: the first 2 exchanges (8 messages)" in capsys.readouterr().out
+
+
+def test_png_refuses_a_name_that_is_not_an_image(sequential_capture, tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    assert main([str(sequential_capture), "--png", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ending in .png" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_report_prints_words_not_python_reprs(tmp_path, capsys):
+    lab = ps.Lab(request_ids=False)
+    lab.batch(["app1", "app2", "app3"], status=502)
+    lab2 = ps.Lab(echo_id=True)
+    lab2.wire = lab.wire  # one capture: some requests paired by id, some by method+URI
+    lab2.batch(["app1", "app2", "app3"])
+    capture = ps.write_pcap(tmp_path / "mixed.pcap", lab.wire.packets)
+    main([str(capture)])
+    out = capsys.readouterr().out
+    assert not re.search(r"[{}]|\['|': ", out)  # no dict or list repr
+    assert "paired: 3 by X-Request-ID, 3 by method+URI in time order" in " ".join(out.split())
+    assert "502: 3" in out
 
 
 def test_flow_png_is_written(sequential_capture, tmp_path):
     result = analyse(sequential_capture, flow_limit=3)
     write_flow_png(result, tmp_path / "flow.png")
+    assert result.flow_title() == "the first 3 exchanges (12 messages)"
     png = (tmp_path / "flow.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
