@@ -62,11 +62,12 @@ def demo(c, target=None):
     "concurrency": "connections at once (default 16; 1 = sequential, strict rotation)",
     "rate": "fixed arrival rate, requests/s (latency from the intended send time)",
     "workload": "product (default), category, trivial, uncached, nginx",
-    "label": "name in the capture's file name", "no_capture": "skip the packet capture",
+    "label": "name in the run's file names (default: the workload)",
+    "no_capture": "skip the packet capture",
     "processes": "load generator processes (default: one per core)", "target": TARGET})
 @cli.one_line_errors
 def loadtest(c, requests=None, duration=None, concurrency=None, rate=None, workload="product",
-             label="loadtest", no_capture=False, processes=None, target=None):
+             label="", no_capture=False, processes=None, target=None):
     """Drive traffic from the client node, capture it on the balancer, judge it."""
     from lab.traffic.loadtest import Options
 
@@ -83,14 +84,16 @@ def loadtest(c, requests=None, duration=None, concurrency=None, rate=None, workl
 
 @task(help={"pcap": "a pcap or pcapng file (ours, tcpdump's or Wireshark's)",
             "json": "print one JSON object", "flow": "show the first N exchanges as a flow",
-            "png": "draw the flow diagram into this PNG file",
+            "png": "draw the flow diagram into this PNG file (a name ending in .png)",
+            "width": "fit the text flow into this many columns (default 100)",
             "traffic": "sequential or concurrent (default: detected from the capture)"})
 @cli.one_line_errors
-def analyse(c, pcap, json=False, flow=None, png=None, traffic=None):
+def analyse(c, pcap, json=False, flow=None, png=None, traffic=None, width=None):
     """Prove from a capture what the balancer did: rotation, balance, upstream times."""
     from invoke.exceptions import Exit
 
-    code = cli.analyse(pcap, json, cli.number(flow or 0, int, "--flow"), png, traffic)
+    code = cli.analyse(pcap, json, cli.number(flow or 0, int, "--flow"), png, traffic,
+                       cli.number(width, int, "--width"))
     if code:
         raise Exit(code=code)
 
@@ -124,3 +127,25 @@ def start(c, node, service, target=None):
 def netem(c, node, delay=None, clear=False, target=None):
     """Delay a node's link: tc netem, or a userspace delayer where the kernel lacks netem."""
     cli.netem(node, cli.number(delay, float, "--delay"), clear, target)
+
+
+@task(help={"target": TARGET})
+@cli.one_line_errors
+def runs(c, target=None):
+    """List the saved load test runs: time, workload, mode, req/s, p99, verdict, stale reads."""
+    cli.runs(target)
+
+
+@task(help={"first": "a run: its name, a unique part of it, or its number in fab runs",
+            "second": "the run to compare it with"})
+@cli.one_line_errors
+def compare(c, first, second):
+    """Show two runs side by side: a table, and one PNG of both."""
+    cli.compare(first, second)
+
+
+@task(help={"keep": "how many of the newest runs to keep (default 10)"})
+@cli.one_line_errors
+def prune(c, keep=10):
+    """Remove older runs' captures, results and PNGs from captures/ (never the samples)."""
+    cli.prune(cli.number(keep, int, "--keep"))

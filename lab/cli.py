@@ -91,10 +91,15 @@ def stats(target: str | None) -> None:
     snap = lab_stats.snapshot(chosen)
     console.print(f"cache mode: [bold]{chosen.cache_mode()}[/]")
     show_stats(snap, title="memcached (since each server started)")
-    last = lab_stats.last_loadtest(paths.CAPTURES)
-    if last:
+    from lab import runs
+
+    run = runs.last_of_lab(paths.CAPTURES, runs.lab_identity(chosen))
+    if run is None:
+        console.print("no loadtest on this lab yet (fab runs lists earlier labs' runs)")
+    else:
         from lab.traffic import report
 
+        last = run.result
         console.rule(f"the last loadtest: {last['label']} ({last['started']}, "
                      f"{last['plan']['workload']}, cache mode {last.get('cache_mode', '?')})")
         report.show_backends(last, console)
@@ -144,26 +149,58 @@ def loadtest(opts, target: str | None) -> None:
     report.show(result, console)
     report.plot(result, stem.with_suffix(".png"))
     if "analysis" in result:
-        console.print(capture_verdict(result["analysis"]))
+        console.print(report.rotation_line(result["analysis"]))
     shown = [stem.with_suffix(s).name for s in (".pcap", ".json", ".png")
              if stem.with_suffix(s).exists()]
     console.print(f"saved in {paths.CAPTURES.name}/: {', '.join(shown)}")
+    warn_about_size()
     if result["failures"]:
-        raise LabError("the run failed: " + "; ".join(result["failures"]))
+        raise LabError(report.failure_line(result))
     console.print("[bold green]loadtest passed[/]")
 
 
-def capture_verdict(analysis: dict) -> str:
-    """One line: what the capture proves about the balancer."""
-    rr = analysis["round_robin"]
-    colour = "green" if analysis["verdict"] == "pass" else "red"
-    counts = ", ".join(f"{k}: {v}" for k, v in analysis["upstream_counts"].items())
-    return (f"capture: {analysis['requests']} upstream requests ({counts}); "
-            f"{analysis['traffic']} traffic; strict rotation {rr['strict']}, "
-            f"{rr['breaks']} breaks -> [bold {colour}]verdict {analysis['verdict']}[/]")
+def warn_about_size() -> None:
+    from lab import runs
+
+    warning = runs.size_warning(paths.CAPTURES, load_topology().results_warn_mb)
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]")
 
 
-def analyse(pcap: str, as_json: bool, flow: int, png: str | None, traffic: str | None) -> int:
+def runs(target: str | None) -> None:
+    from lab import runs as lab_runs
+
+    lab = lab_runs.lab_identity(targets.get(load_topology(), target))
+    found = lab_runs.all_runs(paths.CAPTURES)
+    if not found:
+        console.print(f"no runs in {paths.CAPTURES.name}/ yet: fab loadtest makes one")
+        return
+    console.print(lab_runs.runs_table(found, lab))
+    if lab is None:
+        console.print("no lab is up: every run above is of an earlier lab")
+
+
+def compare(first: str, second: str) -> None:
+    from lab import runs as lab_runs
+
+    a, b = lab_runs.find(paths.CAPTURES, first), lab_runs.find(paths.CAPTURES, second)
+    console.print(lab_runs.compare_table(a, b))
+    png = paths.CAPTURES / f"compare-{a.name}-vs-{b.name}.png"
+    lab_runs.compare_png(a, b, png)
+    console.print(f"saved in {paths.CAPTURES.name}/: {png.name}")
+
+
+def prune(keep: int) -> None:
+    from lab import runs as lab_runs
+
+    removed, freed = lab_runs.prune(paths.CAPTURES, keep)
+    console.print(f"removed {len(removed)} files ({freed / 1024 / 1024:,.1f} MB); kept the "
+                  f"newest {keep} runs and the samples; {paths.CAPTURES.name}/ now holds "
+                  f"{lab_runs.size_of(paths.CAPTURES) / 1024 / 1024:,.1f} MB")
+
+
+def analyse(pcap: str, as_json: bool, flow: int, png: str | None, traffic: str | None,
+            width: int | None = None) -> int:
     from lab.analysis import cli as analysis_cli
 
     if traffic not in (None, "sequential", "concurrent"):
@@ -173,6 +210,7 @@ def analyse(pcap: str, as_json: bool, flow: int, png: str | None, traffic: str |
     argv += ["--flow", str(flow)] if flow else []
     argv += ["--png", png] if png else []
     argv += [f"--{traffic}"] if traffic else []
+    argv += ["--width", str(width)] if width else []
     return analysis_cli.main(argv)
 
 

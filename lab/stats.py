@@ -3,9 +3,7 @@ did. Read from the first app server (memcached and PostgreSQL admit only app ser
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from lab.health import db_password
 from lab.probing import probe
@@ -59,18 +57,6 @@ def difference(before: Snapshot, after: Snapshot) -> Snapshot:
 def hit_ratio(stats: dict) -> float | None:
     gets = stats.get("get_hits", 0) + stats.get("get_misses", 0)
     return stats.get("get_hits", 0) / gets if gets else None
-
-
-def last_loadtest(captures: Path) -> dict | None:
-    """The newest load test's saved result (captures/<UTC time>-<label>.json)."""
-    for path in sorted(captures.glob("2*.json"), reverse=True):
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if "memcached" in result and "plan" in result:
-            return result
-    return None
 
 
 def product_queries(target: Target) -> int:

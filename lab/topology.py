@@ -79,6 +79,7 @@ class Topology:
     sizes: dict[str, Size]
     apache: Apache
     site: Site
+    results_warn_mb: int = 500  # fab loadtest warns when captures/ grows past this
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -151,7 +152,7 @@ class _Parser:
     def topology(self, raw) -> Topology:
         top = self.mapping(
             raw, "", {"network", "ports", "balancer", "apps", "db", "client", "sizes",
-                      "apache", "site"},
+                      "apache", "site"}, optional={"results"},
         )
         subnet, bridge = self.network(top["network"])
         apps = top["apps"]
@@ -169,6 +170,7 @@ class _Parser:
             sizes=self.sizes(top["sizes"]),
             apache=self.apache(top["apache"]),
             site=self.site(top["site"]),
+            results_warn_mb=self.results(top.get("results", {"warn_mb": 500})),
         )
         self.unique(topo)
         return topo
@@ -236,6 +238,10 @@ class _Parser:
         products = self.integer(site["products"], "site.products", 1, 1_000_000)
         categories = self.integer(site["categories"], "site.categories", 1, products)
         return Site(products=products, categories=categories)
+
+    def results(self, raw) -> int:
+        results = self.mapping(raw, "results", {"warn_mb"})
+        return self.integer(results["warn_mb"], "results.warn_mb", 1, 1_000_000)
 
     def unique(self, topo: Topology) -> None:
         names: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """fab loadtest: drive traffic from the client node through the balancer, capture it on the
 balancer, and prove from the packets what the balancer did.
 
-One run leaves three files side by side in captures/: <UTC time>-<label>.pcap (the capture),
+One run leaves three files side by side in captures/, named
+<UTC time>-<label or workload>-<cache mode>[-<policy>] (lab/runs.py): .pcap (the capture),
 .json (every figure of the run, and the analyser's verdict) and .png (latency distribution
 and requests per backend).
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import paths
+from lab import paths, runs
 from lab import stats as lab_stats
 from lab.errors import LabError
 from lab.targets import Target
@@ -33,7 +34,7 @@ class Options:
     duration: float | None = None
     concurrency: int = 16
     rate: float | None = None
-    label: str = "loadtest"
+    label: str = ""  # empty: the workload names the run's files
     capture: bool = True
     processes: int = 0
     record: bool = False
@@ -54,7 +55,7 @@ class Options:
         workloads.make(self.workload, 1, 1)  # an unknown name is one clear line
         if self.processes < 0:
             raise LabError(f"--processes {self.processes}: must be 0 (one per core) or more")
-        if not LABEL_RE.match(self.label):
+        if self.label and not LABEL_RE.match(self.label):
             raise LabError(f"--label {self.label!r}: use 1-40 letters, digits, '.', '_' or '-'")
 
     @property
@@ -140,7 +141,8 @@ def run(target: Target, opts: Options) -> tuple[dict, Path]:
     opts.record = opts.record or opts.workload == "mixed"  # the checker needs every request
     paths.CAPTURES.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    stem = paths.CAPTURES / f"{stamp}-{opts.label}"
+    mode = target.cache_mode()
+    stem = paths.CAPTURES / runs.stem_name(stamp, opts.label, opts.workload, mode)
     before = lab_stats.snapshot(target)
     if opts.capture:
         with Capture(target, stem.with_suffix(".pcap")) as capture:
@@ -150,9 +152,9 @@ def run(target: Target, opts: Options) -> tuple[dict, Path]:
         result = generate(target, opts)
     after = lab_stats.snapshot(target)
     diff = lab_stats.difference(before, after)
-    result.update(label=opts.label, started=stamp, target=target.name,
-                  memcached=diff.memcached, postgres=diff.postgres,
-                  cache_mode=target.cache_mode())
+    result.update(label=opts.label or opts.workload, started=stamp, target=target.name,
+                  memcached=diff.memcached, postgres=diff.postgres, cache_mode=mode,
+                  lab=runs.lab_identity(target))
     if opts.workload == "mixed":
         from lab.traffic.consistency import check_records
 
