@@ -39,8 +39,18 @@ def load_topology() -> topology.Topology:
 
 def up(cache: str, target: str | None) -> None:
     chosen = targets.get(load_topology(), target)
+    if lab_is_up(chosen):
+        console.print("[yellow]a lab is running: fab up rebuilds it from nothing; its data "
+                      "and its results (stats, the runs of that lab) go[/]")
     start = time.monotonic()
-    chosen.up(cache, say=console.print)
+    try:
+        chosen.up(cache, say=console.print)
+    except KeyboardInterrupt:
+        health.UP_INTERRUPTED.parent.mkdir(parents=True, exist_ok=True)
+        health.UP_INTERRUPTED.write_text("fab up was interrupted (Ctrl-C)\n")
+        raise Exit("fab up interrupted: the lab is half-built; run fab up again (or fab "
+                   "down)", code=130) from None
+    health.UP_INTERRUPTED.unlink(missing_ok=True)
     seconds = time.monotonic() - start
     report = health.check(chosen)
     show_status(report)
@@ -50,8 +60,24 @@ def up(cache: str, target: str | None) -> None:
     console.print(f"[bold green]lab up[/] in {seconds:.1f} s (cache mode {cache})")
 
 
+def running(target: str | None):
+    """The target, once it is known that its lab is up: else one line, exit 1."""
+    chosen = targets.get(load_topology(), target)
+    health.ensure_up(chosen)
+    return chosen
+
+
+def lab_is_up(target) -> bool:
+    try:
+        health.ensure_up(target)
+    except LabError:
+        return False
+    return True
+
+
 def down(target: str | None) -> None:
     targets.get(load_topology(), target).down(say=console.print)
+    health.UP_INTERRUPTED.unlink(missing_ok=True)
 
 
 def status(as_json: bool, target: str | None) -> None:
@@ -60,34 +86,44 @@ def status(as_json: bool, target: str | None) -> None:
         print(json.dumps(health.as_json(report), indent=1))
     else:
         show_status(report)
-    if not all(n.healthy for n in report):
+    if not all(n.serving for n in report):
         sys.exit(1)
+
+
+STATE_STYLE = {"healthy": "[green]healthy[/]", "degraded": "[yellow]degraded[/]",
+               "unhealthy": "[red]unhealthy[/]"}
 
 
 def show_status(report: list[health.NodeHealth]) -> None:
     table = Table(title="lab nodes")
-    for column in ("node", "role", "address", "services", "healthy"):
+    for column in ("node", "role", "address", "services", "state"):
         table.add_column(column)
     for node in report:
         services = ", ".join(f"{k} {'ok' if v == 'ok' else '[red]' + v + '[/]'}"
                              for k, v in node.services.items())
-        table.add_row(node.name, node.role, node.address, services,
-                      "[green]yes[/]" if node.healthy else "[red]no[/]")
+        table.add_row(node.name, node.role, node.address, services, STATE_STYLE[node.state])
     console.print(table)
+    degraded = [n.name for n in report if n.state == "degraded"]
+    if degraded:
+        console.print(f"degraded: {', '.join(degraded)} serve every page, from PostgreSQL, "
+                      "without their memcached (slower, not broken): fab start NODE memcached")
 
 
 def shell(node_name: str) -> None:
+    from lab import shellrc
+
     target = targets.LocalTarget(load_topology())
     node = target.topo.node(node_name)
-    argv = target.argv(node, [os.environ.get("SHELL", "/bin/bash")])  # LabError if it is down
-    env = dict(os.environ, PS1=f"({node.name} {node.address}) \\w# ")
-    os.execvpe(argv[0], argv, env)
+    health.ensure_up(target)
+    rcfile = shellrc.write(node)
+    argv = target.argv(node, ["/bin/bash", "--rcfile", str(rcfile), "-i"])
+    os.execvpe(argv[0], argv, dict(os.environ, LAB_NODE=node.name))
 
 
 def stats(target: str | None) -> None:
     from lab import stats as lab_stats
 
-    chosen = targets.get(load_topology(), target)
+    chosen = running(target)
     snap = lab_stats.snapshot(chosen)
     console.print(f"cache mode: [bold]{chosen.cache_mode()}[/]")
     show_stats(snap, title="memcached (since each server started)")
@@ -135,7 +171,7 @@ def show_stats(snap, title: str) -> None:
 def demo(target: str | None) -> None:
     from lab import demo as lab_demo
 
-    chosen = targets.get(load_topology(), target)
+    chosen = running(target)
     show_status(health.check(chosen))
     lab_demo.run(chosen, console)
 
@@ -144,7 +180,8 @@ def loadtest(opts, target: str | None) -> None:
     from lab.traffic import loadtest as lt
     from lab.traffic import report
 
-    chosen = targets.get(load_topology(), target)
+    opts.check()  # bad options first: one line, even with the lab down
+    chosen = running(target)
     result, stem = lt.run(chosen, opts)
     report.show(result, console)
     report.plot(result, stem.with_suffix(".png"))
@@ -227,13 +264,14 @@ def number(value, kind, flag: str):
 def cache(mode: str, target: str | None) -> None:
     from lab import control
 
-    control.switch_cache(targets.get(load_topology(), target), mode, say=console.print)
+    control.check_mode(mode)  # a bad mode is refused before anything else
+    control.switch_cache(running(target), mode, say=console.print)
 
 
 def service(action: str, node: str, name: str, target: str | None) -> None:
     from lab import control
 
-    chosen = targets.get(load_topology(), target)
+    chosen = running(target)
     do = control.stop if action == "stop" else control.start
     console.print(do(chosen, node, name))
 
@@ -243,5 +281,4 @@ def netem(node: str, delay: float | None, clear: bool, target: str | None) -> No
 
     if (delay is None) == (not clear):
         raise LabError("netem: give --delay MS, or --clear")
-    console.print(control.netem(targets.get(load_topology(), target), node,
-                                None if clear else delay))
+    console.print(control.netem(running(target), node, None if clear else delay))

@@ -29,15 +29,34 @@ def stop(target: Target, node_name: str, service: str) -> str:
 def start(target: Target, node_name: str, service: str) -> str:
     node = target.topo.node(node_name)
     check_service(node, service)
+    pid = running_pid(target, node, service)
+    if pid is not None:
+        return f"{service} on {node.name} is already running (pid {pid}): nothing to start"
     return target.start_service(node, service)
+
+
+def running_pid(target: Target, node: Node, service: str) -> int | None:
+    """The daemon's PID if it runs in the local lab's node (remote targets: None, their
+    start is idempotent and says what it did)."""
+    from lab import lifecycle, netns
+    from lab.targets import LocalTarget
+
+    if not isinstance(target, LocalTarget):
+        return None
+    pid = lifecycle.daemon_pid(node.name, service)
+    return pid if pid is not None and pid in netns.pids_in(node.namespace) else None
+
+
+def check_mode(mode: str) -> None:
+    if mode not in provision.CACHE_MODES:
+        raise LabError(f"cache mode {mode!r}: choose one of {', '.join(provision.CACHE_MODES)}")
 
 
 def switch_cache(target: Target, mode: str, say=print) -> None:
     """Redeploy the app servers' settings with another cache mode; no data is lost. Every
     memcached is flushed: entries cached under another mode cannot be trusted in this one
     (in 'local' mode a server keeps pages another server has since invalidated)."""
-    if mode not in provision.CACHE_MODES:
-        raise LabError(f"cache mode {mode!r}: choose one of {', '.join(provision.CACHE_MODES)}")
+    check_mode(mode)
     target.set_cache_mode(mode, say=say)
     flushed = probe(target, target.topo.apps[0], "flush", *target.topo.memcached_servers())
     failed = [r["server"] for r in flushed if not r["ok"]]

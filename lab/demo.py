@@ -35,7 +35,15 @@ def post(target: Target, path: str, **fields) -> dict:
     return result
 
 
+def curl(console: Console, line: str) -> None:
+    """The request as a student can repeat it, inside the client node (fab shell client)."""
+    console.print(f"  [dim]\\[lab:client] $[/] [cyan]{line}[/]", soft_wrap=True)
+
+
 def rotation(target: Target, console: Console, count: int) -> list[str]:
+    console.print(f"{count} times (fab shell client, then):")
+    curl(console, f"curl -s -o /dev/null -w '%header{{x-served-by}}\\n' "
+                  f"{balancer_url(target, '/trivial')}")
     served = [r["served_by"] for r in get(target, *["/trivial"] * count)]
     console.print(f"{count} requests through the balancer went to: [bold]"
                   + " → ".join(served) + "[/]")
@@ -46,7 +54,13 @@ def miss_then_hit(target: Target, console: Console) -> tuple[dict, dict]:
     """Invalidate one product with a write, then read it twice through the balancer."""
     topo = target.topo
     product = random.randint(1, topo.site.products)
-    post(target, f"/products/{product}/update", stock=random.randint(0, 500))
+    stock = random.randint(0, 500)
+    page = balancer_url(target, f"/products/{product}/")
+    console.print("a write, then the same page read twice (fab shell client, then):")
+    curl(console, f"curl -s -d stock={stock} {balancer_url(target, f'/products/{product}/update')}")
+    for _ in range(2):
+        curl(console, f"curl -si {page} | grep -iE '^x-(served-by|cache)'")
+    post(target, f"/products/{product}/update", stock=stock)
     first, second = get(target, f"/products/{product}/", f"/products/{product}/")
     console.print(f"/products/{product}/ after a write: {first['cache']} on "
                   f"{first['served_by']}, then {second['cache']} on {second['served_by']}")
